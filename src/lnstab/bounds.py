@@ -1,0 +1,164 @@
+"""The bounds of THEORY.md sections 3-4 (proofs: docs/bounds.md), computed from a model's weights.
+
+``forward_bounds`` gives, for every probe point x^(k), k = 0..K, an upper bound on each moment
+(mean_abs, var_entry, var_data, mean_norm) that holds for ANY input batch whose embeddings have
+the measured moments at k = 0. The per-sub-layer slope depends on the placement:
+
+    peri : output-LN parameters only            (linear in k*dt; variances quadratic)
+    post : the LN that produced x^(k)           (constant, not cumulative)
+    pre  : spectral norms of V/O/MLP weights, input-LN bound on the branch input
+    none : same weights, running bound on max_t ||x_t|| as input (exponential in depth)
+
+``backward_bounds`` turns estimated sub-layer Jacobian norms into the two-sided product bound on
+the adjoint ratio ||p^(k)|| / ||p^(K)||. ``bound_rows`` compares bounds with measured probes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .model import GPT, LayerNorm, Residual
+from .probes import ln_stats, moments, point_of, spectral_norm
+
+FORWARD_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm")
+FP32_UNIT_ROUNDOFF = 2.0 ** -24
+
+
+def roundoff_allowance(n_sublayers: int) -> float:
+    """Relative allowance for float32 rounding in the measured stream: each sub-layer adds at most
+    two roundings (scale by dt, add) of unit roundoff u to every entry, so after K sub-layers the
+    computed stream differs from the exact one by at most 2(K+2)u relative (docs/bounds.md)."""
+    return 2 * (n_sublayers + 2) * FP32_UNIT_ROUNDOFF
+
+
+def _ln_slopes(ln: LayerNorm, d: int) -> dict[str, float]:
+    """Bounds on the moments of one LN output y = g*z + b, for any input (THEORY.md section 3),
+    in the units that add up under Minkowski: mean|y|, ||y||, std over entries, data-wise std."""
+    s = ln_stats(ln)
+    return {
+        "mean_abs": s["g_rms"] + s["b_mean_abs"],
+        "mean_norm": s["g_inf"] * math.sqrt(d) + s["b_norm"],
+        "var_entry": s["g_inf"] + s["b_std"],
+        "var_data": s["g_inf"],
+    }
+
+
+def _bias_norm(lin: torch.nn.Linear, rows: slice | None = None) -> float:
+    if lin.bias is None:
+        return 0.0
+    b = lin.bias.detach().double()
+    return (b[rows] if rows is not None else b).norm().item()
+
+
+def branch_gain(r: Residual, u_max: float) -> float:
+    """Upper bound on ||F(u_t)|| for every token t, given max_j ||u_j|| <= u_max over the sequence.
+
+    MLP: ||W2|| (||W1|| u + ||c1||) + ||c2||   (|gelu(a)| <= |a|)
+    attention: each head is a convex combination of W_V^h u_j + c_V^h (causal softmax), so
+    ||head_h|| <= ||W_V^h|| u + ||c_V^h||; heads concatenate, then ||W_O|| (.) + ||c_O||."""
+    f = r.f
+    if hasattr(f, "fc"):
+        hid = spectral_norm(f.fc.weight) * u_max + _bias_norm(f.fc)
+        return spectral_norm(f.proj.weight) * hid + _bias_norm(f.proj)
+    C = f.qkv.weight.shape[1]
+    hd = C // f.n_head
+    heads_sq = 0.0
+    for h in range(f.n_head):
+        rows = slice(2 * C + h * hd, 2 * C + (h + 1) * hd)
+        heads_sq += (spectral_norm(f.qkv.weight[rows]) * u_max + _bias_norm(f.qkv, rows)) ** 2
+    return spectral_norm(f.proj.weight) * math.sqrt(heads_sq) + _bias_norm(f.proj)
+
+
+@torch.no_grad()
+def forward_bounds(model: GPT, x0: torch.Tensor) -> dict[str, np.ndarray]:
+    """Upper bounds on the moments of x^(k), k = 0..K, for embeddings x0 of shape (B, T, d).
+
+    Returned as the moments themselves (variances squared back), arrays of length K+1."""
+    m0 = moments(x0)
+    d = x0.shape[-1]
+    subs = model.sublayers()
+    K = len(subs)
+    placement = model.cfg.placement
+    dt = model.cfg.dt
+    # in "seminorm units": mean_abs, mean_norm, sqrt(var_entry), sqrt(var_data)
+    start = {q: (math.sqrt(m0[q]) if q.startswith("var") else m0[q]) for q in FORWARD_QUANTITIES}
+    out = {q: np.empty(K + 1) for q in FORWARD_QUANTITIES}
+    for q in FORWARD_QUANTITIES:
+        out[q][0] = start[q]
+    max_norm = x0.double().norm(dim=-1).max().item()  # running bound on max_t ||x_t|| ("none")
+    for k, r in enumerate(subs, start=1):
+        if placement == "post":
+            for q, v in _ln_slopes(r.ln_out, d).items():
+                out[q][k] = v
+            continue
+        if placement == "peri":
+            inc = _ln_slopes(r.ln_out, d)
+        else:
+            u_max = _ln_slopes(r.ln_in, d)["mean_norm"] if placement == "pre" else max_norm
+            c = branch_gain(r, u_max)  # per-token ||increment|| / dt
+            max_norm += dt * c
+            # (1/d)||y||_1, std over entries and data-wise std are all <= ||y|| / sqrt(d)
+            inc = {"mean_norm": c, "mean_abs": c / math.sqrt(d), "var_entry": c / math.sqrt(d),
+                   "var_data": c / math.sqrt(d)}
+        for q in FORWARD_QUANTITIES:
+            out[q][k] = out[q][k - 1] + dt * inc[q]
+    for q in ("var_entry", "var_data"):
+        out[q] = out[q] ** 2
+    return out
+
+
+def backward_bounds(placement: str, dt: float, jac_branch: list[float], jac_step: list[float]):
+    """Two-sided product bounds on ||p^(k)|| / ||p^(K)||, k = 0..K (THEORY.md section 4).
+
+    Residual placements: p^(k) = (I + dt J_k)^T p^(k+1), so the ratio lies in
+    [prod_{j>=k} max(0, 1 - dt ||J_j||), prod_{j>=k} (1 + dt ||J_j||)].
+    Post-LN: the step is LN(x + dt F(x)); its full Jacobian norm bounds the ratio above and
+    the LN's null space leaves 0 as the only lower bound."""
+    K = len(jac_branch)
+    lower, upper = np.ones(K + 1), np.ones(K + 1)
+    for k in range(K - 1, -1, -1):
+        if placement == "post":
+            hi, lo = jac_step[k], 0.0
+        else:
+            hi, lo = 1 + dt * jac_branch[k], max(0.0, 1 - dt * jac_branch[k])
+        upper[k] = upper[k + 1] * hi
+        lower[k] = lower[k + 1] * lo
+    return lower, upper
+
+
+def bound_rows(model: GPT, measured: dict) -> list[dict]:
+    """Rows (point, layer, sublayer, quantity, measured, lower, bound, ratio, exact, violation).
+
+    ``measured`` is the dict ``probes.probe`` returns. Forward bounds are theorems evaluated
+    exactly (exact=True); the backward bound uses power-iteration estimates of ||J||, which
+    approach the norm from below, so it is reported with exact=False and not counted as a
+    violation (tests check it against exact Jacobians)."""
+    hidden = measured["hidden"]
+    K = len(hidden) - 1
+    fb = forward_bounds(model, hidden[0])
+    rtol = roundoff_allowance(K)
+    rows = []
+    for k, h in enumerate(hidden):
+        point, layer = point_of(k)
+        m = moments(h)
+        for q in FORWARD_QUANTITIES:
+            rows.append(_row(point, layer, k, q, m[q], float("nan"), fb[q][k], True, rtol))
+    if measured["jac_branch"]:
+        lower, upper = backward_bounds(model.cfg.placement, model.cfg.dt, measured["jac_branch"],
+                                       measured["jac_step"])
+        adj = measured["adjoint"]
+        for k in range(K + 1):
+            point, layer = point_of(k)
+            ratio = adj[k] / adj[K] if adj[K] > 0 else float("nan")
+            rows.append(_row(point, layer, k, "adjoint_ratio", ratio, lower[k], upper[k], False, rtol))
+    return rows
+
+
+def _row(point, layer, k, q, value, lower, bound, exact, rtol):
+    ratio = value / bound if bound > 0 else (0.0 if value == 0 else float("inf"))
+    over = value > bound * (1 + rtol) or (not math.isnan(lower) and value < lower * (1 - rtol))
+    return {"point": point, "layer": layer, "sublayer": k, "quantity": q, "measured": value,
+            "lower": lower, "bound": bound, "ratio": ratio, "exact": exact,
+            "violation": bool(exact and over)}

@@ -1,0 +1,40 @@
+"""Command line: ``lnstab train CONFIG.yaml --out DIR --set model.dt=0.5 --set model.placement=peri``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lnstab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train one run (resumes if DIR holds a checkpoint)")
+    tr.add_argument("config", nargs="?", help="YAML config; defaults are used for missing keys")
+    tr.add_argument("--out", required=True, help="output folder of the run")
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one key, e.g. --set model.placement=peri (repeatable)")
+    tr.add_argument("--quiet", action="store_true", help="no progress output")
+    sh = sub.add_parser("show-config", help="print the resolved config as YAML and exit")
+    sh.add_argument("config", nargs="?")
+    sh.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.command == "show-config":
+            import yaml
+
+            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+            return 0
+        from .train import train
+
+        summary = train(cfg, args.out, verbose=not args.quiet)
+    except ConfigError as e:
+        print(f"lnstab: config error: {e}", file=sys.stderr)
+        return 2
+    return 0 if summary["status"] in ("completed", "diverged") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Run configuration: nested dataclasses with defaults, loaded from YAML, checked before training.
+
+Every key has a default; a YAML file or a ``--set section.key=value`` override replaces it.
+Unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PLACEMENTS = ("pre", "peri", "post", "none")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    placement: str = "pre"  # where LayerNorm sits: pre | peri | post | none (THEORY.md section 1)
+    dt: float = 1.0  # residual step: x <- x + dt * branch(x)
+    n_layer: int = 4  # blocks; each has 2 sub-layers (attention, MLP)
+    n_head: int = 4
+    d_model: int = 64
+    block_size: int = 64  # context length
+    vocab_size: int | None = None  # None: taken from the tokenizer
+    bias: bool = True  # biases in Linear and LayerNorm
+    ln_eps: float = 1e-5
+    fused_attention: bool = True  # scaled_dot_product_attention; False: explicit softmax(QK^T)V
+
+
+@dataclass
+class DataConfig:
+    source: str = "shakespeare"  # shakespeare | text | bin
+    paths: list[str] = field(default_factory=list)  # UTF-8 files for source=text
+    dir: str | None = None  # folder with train.bin/val.bin (uint16) for source=bin
+    tokenizer: str = "char"  # char | gpt2 (tiktoken; needs its vocabulary available offline)
+    val_fraction: float = 0.1  # tail of the corpus held out for validation
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays lr to lr * min_lr_ratio
+    warmup_steps: int = 20
+    weight_decay: float = 0.1  # applied to matrices only
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 disables clipping
+    eval_interval: int = 50  # validation loss every N steps (and at the end)
+    eval_batches: int = 4
+    log_interval: int = 10
+    ckpt_interval: int = 50  # checkpoint every N steps (and at the end); 0: only at the end
+    device: str = "cpu"  # cpu | cuda | auto
+    precision: str = "fp32"  # fp32 | bf16 (autocast, GPU)
+    tf32: bool = False
+    compile: bool = False
+    deterministic: bool = True
+    threads: int = 1  # torch.set_num_threads; from here, never from the environment
+
+
+@dataclass
+class ProbeConfig:
+    enabled: bool = True
+    interval: int = 50  # probe every N steps; step 0 and the final step always; 0: only those
+    batch_size: int = 8  # sequences in the fixed probe batch
+    jacobian_iters: int = 20  # power iterations per sub-layer Jacobian norm; 0 skips
+    jacobian_tol: float = 1e-3  # stop when the estimate changes less than this (relative)
+    jacobian_every_probe: bool = False  # False: Jacobian norms at step 0 and the final step only
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "model.placement": PLACEMENTS,
+    "data.source": ("shakespeare", "text", "bin"),
+    "data.tokenizer": ("char", "gpt2"),
+    "train.device": ("cpu", "cuda", "auto"),
+    "train.precision": ("fp32", "bf16"),
+}
+POSITIVE = {
+    "model.dt", "model.n_layer", "model.n_head", "model.d_model", "model.block_size",
+    "model.vocab_size", "model.ln_eps", "train.steps", "train.batch_size", "train.lr",
+    "train.eval_interval", "train.eval_batches", "train.log_interval", "train.threads",
+    "probe.batch_size",
+}
+NON_NEGATIVE = {
+    "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.ckpt_interval",
+    "train.min_lr_ratio", "probe.interval", "probe.jacobian_iters", "probe.jacobian_tol",
+}
+
+
+def _check_value(key: str, value, annotation: str):
+    """Return value checked against the field's annotation (a string here), or raise naming key."""
+    kinds = [a.strip() for a in annotation.split("|")]
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise ConfigError(f"{key}: a value is required")
+    kind = kinds[0]
+    if kind == "int" and not isinstance(value, bool) and isinstance(value, int):
+        return value
+    if kind == "float" and not isinstance(value, bool) and isinstance(value, (int, float)):
+        return float(value)
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "str" and isinstance(value, str):
+        return value
+    if kind == "list[str]":
+        value = [value] if isinstance(value, str) else value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+    expected = {"int": "an integer", "float": "a number", "bool": "true or false",
+                "str": "a string", "list[str]": "a list of strings"}[kind]
+    raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
+def _apply(section, prefix: str, values: dict):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {values!r}")
+    known = {f.name: f for f in dataclasses.fields(section)}
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in known:
+            raise ConfigError(f"unknown config key '{key}' (known: {', '.join(sorted(known))})")
+        current = getattr(section, name)
+        if dataclasses.is_dataclass(current):
+            _apply(current, key + ".", value)
+        else:
+            setattr(section, name, _check_value(key, value, known[name].type))
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Range and consistency checks that need more than one key."""
+    flat = {}
+    for sec in ("model", "data", "train", "probe"):
+        for k, v in dataclasses.asdict(getattr(cfg, sec)).items():
+            flat[f"{sec}.{k}"] = v
+    for key, choices in CHOICES.items():
+        if flat[key] not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {flat[key]!r}")
+    for key in POSITIVE:
+        if flat[key] is not None and not flat[key] > 0:
+            raise ConfigError(f"{key}: must be > 0, got {flat[key]!r}")
+    for key in NON_NEGATIVE:
+        if not flat[key] >= 0:
+            raise ConfigError(f"{key}: must be >= 0, got {flat[key]!r}")
+    m = cfg.model
+    if m.d_model % m.n_head:
+        raise ConfigError(f"model.d_model: {m.d_model} is not divisible by model.n_head={m.n_head}")
+    if not 0 < cfg.data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction: must be in (0, 1), got {cfg.data.val_fraction}")
+    if cfg.data.source == "text" and not cfg.data.paths:
+        raise ConfigError("data.paths: source 'text' needs at least one file")
+    if cfg.data.source == "bin" and not cfg.data.dir:
+        raise ConfigError("data.dir: source 'bin' needs the folder holding train.bin and val.bin")
+    if cfg.data.source == "bin" and m.vocab_size is None:
+        raise ConfigError("model.vocab_size: source 'bin' needs the vocabulary size (50257 for GPT-2)")
+    if cfg.train.warmup_steps > cfg.train.steps:
+        raise ConfigError(f"train.warmup_steps: {cfg.train.warmup_steps} exceeds train.steps={cfg.train.steps}")
+    if cfg.train.precision == "bf16" and cfg.train.device == "cpu":
+        raise ConfigError("train.precision: bf16 autocast is for GPUs; use fp32 on device cpu")
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """'model.dt=0.5' -> (['model', 'dt'], 0.5); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected key=value, e.g. model.dt=0.5")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def nest(path: list[str], value) -> dict:
+    out = value
+    for part in reversed(path):
+        out = {part: out}
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+    """Defaults, then the YAML file (or dict ``base``), then ``key=value`` overrides, then checks."""
+    cfg = RunConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        _apply(cfg, "", data)
+    if base is not None:
+        _apply(cfg, "", base)
+    for text in overrides:
+        keys, value = parse_override(text)
+        _apply(cfg, "", nest(keys, value))
+    return validate(cfg)

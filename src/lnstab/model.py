@@ -1,0 +1,162 @@
+"""A small GPT whose LayerNorm placement and residual step are parameters.
+
+Everything the paper varies lives in one class, ``Residual`` (THEORY.md section 1):
+
+    pre :  x <- x + dt * F(LN(x))
+    peri:  x <- x + dt * LN_out(F(LN_in(x)))
+    post:  x <- LN(x + dt * F(x))
+    none:  x <- x + dt * F(x)
+
+F is a block's attention or MLP. Blocks, init and the head follow nanoGPT's model.py.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import PLACEMENTS, ModelConfig
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over the last dimension with an optional bias (biased variance, eps inside the sqrt)."""
+
+    def __init__(self, d: int, bias: bool, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.bias = nn.Parameter(torch.zeros(d)) if bias else None
+        self.eps = eps
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.fused = cfg.fused_attention
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if self.fused:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # the explicit equation; slower, kept for checking the fused kernel
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            y = att.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, 4 * cfg.d_model, bias=cfg.bias)
+        self.proj = nn.Linear(4 * cfg.d_model, cfg.d_model, bias=cfg.bias)
+
+    def forward(self, x):
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class Residual(nn.Module):
+    """One residual sub-layer: the single place where LN placement and the step dt act."""
+
+    def __init__(self, f: nn.Module, cfg: ModelConfig):
+        super().__init__()
+        assert cfg.placement in PLACEMENTS, cfg.placement
+        self.f, self.placement, self.dt = f, cfg.placement, cfg.dt
+        ln = lambda: LayerNorm(cfg.d_model, cfg.bias, cfg.ln_eps)  # noqa: E731
+        # ln_in normalizes the branch input (pre, peri); ln_out normalizes the branch output
+        # (peri) or the sum (post).
+        self.ln_in = ln() if self.placement in ("pre", "peri") else None
+        self.ln_out = ln() if self.placement in ("peri", "post") else None
+
+    def branch(self, x):
+        """The term the step adds: F(LN(x)) | LN_out(F(LN_in(x))) | F(x)."""
+        y = self.f(self.ln_in(x) if self.ln_in is not None else x)
+        return self.ln_out(y) if self.placement == "peri" else y
+
+    def forward(self, x):
+        x = x + self.dt * self.branch(x)
+        return self.ln_out(x) if self.placement == "post" else x
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attn = Residual(CausalSelfAttention(cfg), cfg)
+        self.mlp = Residual(MLP(cfg), cfg)
+
+    def forward(self, x):
+        return self.mlp(self.attn(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        assert cfg.vocab_size is not None, "model.vocab_size must be set (from the tokenizer)"
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        # pre and peri leave the stream unnormalized, so the head reads it through a final LN
+        self.ln_f = LayerNorm(cfg.d_model, cfg.bias, cfg.ln_eps) if cfg.placement in ("pre", "peri") else None
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying
+        self.apply(self._init_weights)
+        # GPT-2: output projections of residual branches scaled down by the number of sub-layers
+        for name, p in self.named_parameters():
+            if name.endswith("f.proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def sublayers(self) -> list[Residual]:
+        """The K = 2L residual sub-layers in order: attn_0, mlp_0, attn_1, ..."""
+        return [r for b in self.blocks for r in (b.attn, b.mlp)]
+
+    def embed(self, idx):
+        T = idx.size(1)
+        if T > self.cfg.block_size:
+            raise ValueError(f"sequence length {T} exceeds model.block_size={self.cfg.block_size}")
+        return self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+
+    def head(self, x):
+        return self.lm_head(self.ln_f(x) if self.ln_f is not None else x)
+
+    def forward(self, idx, targets=None, hidden: list | None = None):
+        """Logits (and mean cross-entropy if targets). If ``hidden`` is a list, the residual
+        stream x^(0..K) (embeddings, then after every sub-layer) is appended to it."""
+        x = self.embed(idx)
+        if hidden is not None:
+            hidden.append(x)
+        for r in self.sublayers():
+            x = r(x)
+            if hidden is not None:
+                hidden.append(x)
+        logits = self.head(x)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
+        return logits, loss
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token (6N + attention), as in the PaLM appendix / nanoGPT."""
+        c = self.cfg
+        return 6 * self.num_params() + 12 * c.n_layer * c.d_model * c.block_size

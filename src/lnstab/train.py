@@ -1,0 +1,395 @@
+"""Training one run: deterministic, resumable, probed, and never crashing on divergence.
+
+Output folder of a run:
+    metrics.csv      step, train_loss, val_loss, lr, grad_norm, tokens_per_s, elapsed_s
+    probes.csv       step, point, layer, sublayer, quantity, value        (lnstab.probes)
+    bounds.csv       step, point, layer, sublayer, quantity, measured, lower, bound, ratio, ...
+    summary.json     status (completed | diverged), steps, final losses, violations, timings
+    provenance.json  resolved config, versions, git commit, device, CPU, threads
+    ckpt.pt          model, optimizer, step, every RNG state, rows so far (the final one at the end)
+
+Randomness has three independent sources, so none can shift another: the training batches
+(generator seeded with ``seed``), the validation batches (re-seeded at every evaluation) and the
+probe batch (drawn once). A run killed at any moment resumes from ckpt.pt bit-identically.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .bounds import bound_rows
+from .config import ConfigError, RunConfig
+from .data import get_batch, load_corpus
+from .io import save_torch, write_csv, write_json
+from .model import GPT
+from .probes import probe
+
+# offsets that give the evaluation and probe generators their own streams
+EVAL_SEED_OFFSET, PROBE_SEED_OFFSET = 1_000_003, 2_000_003
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def set_determinism(cfg: RunConfig) -> None:
+    t = cfg.train
+    torch.set_num_threads(t.threads)
+    if t.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS
+    torch.use_deterministic_algorithms(t.deterministic)
+    torch.backends.cudnn.benchmark = not t.deterministic
+    torch.backends.cuda.matmul.allow_tf32 = t.tf32
+    torch.backends.cudnn.allow_tf32 = t.tf32
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+
+def lr_at(step: int, cfg: RunConfig) -> float:
+    """Linear warmup to lr, then cosine decay to lr * min_lr_ratio at the last step."""
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    frac = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def make_optimizer(model: GPT, cfg: RunConfig, device: torch.device) -> torch.optim.AdamW:
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.train.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},  # gains, biases
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2),
+                             fused=device.type == "cuda")
+
+
+def probe_steps(cfg: RunConfig) -> list[int]:
+    n, every = cfg.train.steps, cfg.probe.interval
+    steps = set(range(0, n, every)) if every else {0}
+    return sorted(steps | {n})
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(cfg: RunConfig, device: torch.device, corpus) -> dict:
+    info = {
+        "config": cfg.to_dict(),
+        "lnstab_version": __version__,
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "device": str(device),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "corpus_fingerprint": corpus.fingerprint,
+        "vocab_size": corpus.vocab_size,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+class Progress:
+    """A bar on a terminal; otherwise one line every ``every`` steps (logs stay readable)."""
+
+    def __init__(self, total: int, every: int, name: str, enabled: bool = True):
+        self.total, self.every, self.name, self.enabled = total, every, name, enabled
+        self.tty = sys.stderr.isatty()
+
+    def update(self, step: int, loss: float, tok_s: float, eta_s: float) -> None:
+        if not self.enabled:
+            return
+        msg = f"{self.name} step {step}/{self.total} loss {loss:.4f} {tok_s:,.0f} tok/s ETA {eta_s:.0f}s"
+        if self.tty:
+            bar = "#" * int(30 * step / self.total)
+            sys.stderr.write(f"\r[{bar:<30}] {msg}  ")
+            if step == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif step % self.every == 0 or step == self.total:
+            print(msg, file=sys.stderr, flush=True)
+
+
+class Run:
+    """State of one training run; everything needed to resume lives in ``checkpoint()``."""
+
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, verbose: bool = True):
+        self.out = Path(out_dir)
+        self.verbose = verbose
+        self.device = resolve_device(cfg.train.device)
+        set_determinism(cfg)
+        self.corpus = load_corpus(cfg.data, cfg.model.vocab_size)
+        if cfg.model.vocab_size is None:
+            cfg.model.vocab_size = self.corpus.vocab_size
+        self.cfg = cfg
+        self.model = GPT(cfg.model).to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.fwd = torch.compile(self.model) if cfg.train.compile else self.model
+        self.train_gen = torch.Generator().manual_seed(cfg.seed)
+        pgen = torch.Generator().manual_seed(cfg.seed + PROBE_SEED_OFFSET)
+        self.probe_batch = get_batch(self.corpus.val, cfg.probe.batch_size, cfg.model.block_size, pgen)
+        self.step = 0
+        self.status = "running"
+        self.diverged_step: int | None = None
+        self.metrics: list[dict] = []
+        self.probe_rows: list[dict] = []
+        self.bound_rows: list[dict] = []
+        self.probed: list[int] = []
+        self.train_time = 0.0  # seconds in training steps (excludes probes and evaluation)
+        self.probe_time = 0.0
+        self.eval_time = 0.0
+        self.resumed_from: int | None = None
+
+    # -- checkpointing ---------------------------------------------------------------------
+    def checkpoint(self) -> dict:
+        return {
+            "config": self.cfg.to_dict(), "step": self.step, "status": self.status,
+            "diverged_step": self.diverged_step,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "train_gen": self.train_gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+            "metrics": self.metrics, "probe_rows": self.probe_rows, "bound_rows": self.bound_rows,
+            "probed": self.probed, "train_time": self.train_time, "probe_time": self.probe_time,
+            "eval_time": self.eval_time,
+        }
+
+    def save(self) -> None:
+        save_torch(self.out / "ckpt.pt", self.checkpoint())
+        self.write_tables()
+
+    def load(self, path: Path) -> None:
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        if ck["config"] != self.cfg.to_dict():
+            diff = _diff_keys(ck["config"], self.cfg.to_dict())
+            raise ConfigError(f"{path} was written with a different config ({', '.join(diff)}); "
+                              "use a new output folder or delete the checkpoint")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.train_gen.set_state(ck["train_gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        if ck["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+        np.random.set_state(ck["numpy_rng"])
+        random.setstate(ck["python_rng"])
+        for key in ("step", "status", "diverged_step", "metrics", "probe_rows", "bound_rows",
+                    "probed", "train_time", "probe_time", "eval_time"):
+            setattr(self, key, ck[key])
+        self.resumed_from = self.step
+
+    # -- measurement -----------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        t0 = time.perf_counter()
+        self.model.eval()
+        gen = torch.Generator().manual_seed(self.cfg.seed + EVAL_SEED_OFFSET)
+        losses = []
+        for _ in range(self.cfg.train.eval_batches):
+            x, y = (t.to(self.device) for t in get_batch(self.corpus.val, self.cfg.train.batch_size,
+                                                         self.cfg.model.block_size, gen))
+            with self.autocast():
+                losses.append(self.fwd(x, y)[1].item())
+        self.model.train()
+        self.eval_time += time.perf_counter() - t0
+        return float(np.mean(losses))
+
+    def run_probe(self) -> bool:
+        """Probe at the current step; False if the hidden states are not finite."""
+        t0 = time.perf_counter()
+        x, y = (t.to(self.device) for t in self.probe_batch)
+        # probes run in float32 whatever the training precision: they measure the model itself
+        pc = self.cfg.probe
+        at_ends = self.step in (0, self.cfg.train.steps)
+        iters = pc.jacobian_iters if (pc.jacobian_every_probe or at_ends) else 0
+        result = probe(self.model, x, y, iters, pc.jacobian_tol)
+        for r in result["rows"]:
+            self.probe_rows.append({"step": self.step, **r})
+        finite = all(torch.isfinite(h).all().item() for h in result["hidden"])
+        if finite:
+            for r in bound_rows(self.model, result):
+                self.bound_rows.append({"step": self.step, **r})
+        self.probed.append(self.step)
+        self.probe_time += time.perf_counter() - t0
+        return finite
+
+    def autocast(self):
+        if self.cfg.train.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- the loop --------------------------------------------------------------------------
+    def train_step(self) -> tuple[float, float]:
+        t = self.cfg.train
+        lr = lr_at(self.step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = (b.to(self.device) for b in get_batch(self.corpus.train, t.batch_size,
+                                                     self.cfg.model.block_size, self.train_gen))
+        with self.autocast():
+            _, loss = self.fwd(x, y)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            return loss_value, float("nan")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip > 0:
+            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip).item()
+        else:
+            gnorm = torch.linalg.vector_norm(torch.stack(
+                [p.grad.norm() for p in self.model.parameters() if p.grad is not None])).item()
+        if not math.isfinite(gnorm):
+            return float("nan"), gnorm
+        self.optimizer.step()
+        return loss_value, gnorm
+
+    def diverge(self, step: int) -> None:
+        self.status, self.diverged_step = "diverged", step
+        self.log(f"diverged at step {step}: non-finite loss or hidden state; writing outputs")
+
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            print(f"[lnstab] {msg}", file=sys.stderr, flush=True)
+
+    def fit(self) -> dict:
+        t, cfg = self.cfg.train, self.cfg
+        probes_at = set(probe_steps(cfg)) if cfg.probe.enabled else set()
+        bar = Progress(t.steps, t.log_interval, self.out.name, self.verbose)
+        wall0 = time.perf_counter()
+        while self.status == "running":
+            if self.step in probes_at and self.step not in self.probed and not self.run_probe():
+                self.diverge(self.step)
+                break
+            if self.step >= t.steps:
+                self.status = "completed"
+                break
+            t0 = time.perf_counter()
+            loss, gnorm = self.train_step()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            step_s = time.perf_counter() - t0
+            self.train_time += step_s
+            self.step += 1
+            tok_s = t.batch_size * cfg.model.block_size / step_s
+            row = {"step": self.step, "train_loss": loss, "val_loss": float("nan"), "lr": lr_at(self.step - 1, cfg),
+                   "grad_norm": gnorm, "tokens_per_s": tok_s, "elapsed_s": self.train_time}
+            self.metrics.append(row)
+            if not (math.isfinite(loss) and math.isfinite(gnorm)):
+                self.diverge(self.step)
+                break
+            if self.step % t.eval_interval == 0 or self.step == t.steps:
+                row["val_loss"] = self.evaluate()
+            eta = (t.steps - self.step) * self.train_time / max(1, self.step - (self.resumed_from or 0))
+            bar.update(self.step, loss, tok_s, eta)
+            if t.ckpt_interval and self.step % t.ckpt_interval == 0 and self.step < t.steps:
+                self.save()
+        self.wall_time = time.perf_counter() - wall0
+        self.save()
+        summary = self.summary()
+        write_json(self.out / "summary.json", summary)
+        self.log(f"{self.out.name}: {summary['status']} at step {self.step}, "
+                 f"val loss {summary['final_val_loss']:.4f}, {summary['ms_per_step']:.1f} ms/step, "
+                 f"probe overhead {100 * summary['probe_overhead']:.1f}%, "
+                 f"{summary['bound_violations']} bound violations")
+        return summary
+
+    # -- outputs ---------------------------------------------------------------------------
+    def write_tables(self) -> None:
+        write_csv(self.out / "metrics.csv", pd.DataFrame(self.metrics, columns=METRIC_COLUMNS))
+        write_csv(self.out / "probes.csv", pd.DataFrame(self.probe_rows, columns=PROBE_COLUMNS))
+        write_csv(self.out / "bounds.csv", pd.DataFrame(self.bound_rows, columns=BOUND_COLUMNS))
+
+    def summary(self) -> dict:
+        m = pd.DataFrame(self.metrics, columns=METRIC_COLUMNS)
+        val = m["val_loss"].dropna()
+        steps_done = max(1, len(m))
+        total = self.train_time + self.probe_time + self.eval_time
+        b = pd.DataFrame(self.bound_rows, columns=BOUND_COLUMNS)
+        return {
+            "status": self.status,
+            "steps": self.step,
+            "steps_planned": self.cfg.train.steps,
+            "diverged_step": self.diverged_step,
+            "final_train_loss": float(m["train_loss"].iloc[-1]) if len(m) else float("nan"),
+            "final_val_loss": float(val.iloc[-1]) if len(val) else float("nan"),
+            "best_val_loss": float(val.min()) if len(val) else float("nan"),
+            "bound_violations": int(b["violation"].sum()) if len(b) else 0,
+            "bound_checks": int(b["exact"].sum()) if len(b) else 0,
+            "max_bound_ratio": float(b.loc[b["exact"].astype(bool), "ratio"].max()) if len(b) else float("nan"),
+            "n_params": self.model.num_params(),
+            "wall_time_s": self.train_time + self.probe_time + self.eval_time,
+            "train_time_s": self.train_time,
+            "probe_time_s": self.probe_time,
+            "eval_time_s": self.eval_time,
+            "ms_per_step": 1000 * self.train_time / steps_done,
+            "probe_overhead": self.probe_time / total if total else 0.0,
+            "tokens_per_s": steps_done * self.cfg.train.batch_size * self.cfg.model.block_size / max(self.train_time, 1e-9),
+            "resumed_from_step": self.resumed_from,
+        }
+
+
+METRIC_COLUMNS = ["step", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"]
+PROBE_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "value"]
+BOUND_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "measured", "lower", "bound",
+                 "ratio", "exact", "violation"]
+# columns that measure time, not the model: excluded from determinism comparisons
+TIMING_COLUMNS = ("tokens_per_s", "elapsed_s")
+
+
+def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            keys += _diff_keys(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            keys.append(f"{prefix}{k}: {a.get(k)!r} -> {b.get(k)!r}")
+    return keys
+
+
+def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True) -> dict:
+    """Train one run into ``out_dir``, resuming from its checkpoint if one is there."""
+    out = Path(out_dir)
+    done = out / "summary.json"
+    run = Run(cfg, out, verbose)
+    ckpt = out / "ckpt.pt"
+    if ckpt.exists():
+        run.load(ckpt)
+        if run.status != "running" and done.exists():
+            run.log(f"{out} is already {run.status}; nothing to do")
+            import json
+
+            return json.loads(done.read_text())
+        run.log(f"resuming {out} from step {run.step}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "provenance.json", provenance(run.cfg, run.device, run.corpus))
+    return run.fit()
