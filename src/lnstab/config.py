@@ -113,6 +113,11 @@ def _check_value(key: str, value, annotation: str):
             return None
         raise ConfigError(f"{key}: a value is required")
     kind = kinds[0]
+    if kind == "float" and isinstance(value, str):
+        try:  # YAML 1.1 reads 3e-3 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     if kind == "int" and not isinstance(value, bool) and isinstance(value, int):
         return value
     if kind == "float" and not isinstance(value, bool) and isinstance(value, (int, float)):

@@ -317,7 +317,7 @@ class Run:
         summary = self.summary()
         write_json(self.out / "summary.json", summary)
         self.log(f"{self.out.name}: {summary['status']} at step {self.step}, "
-                 f"val loss {summary['final_val_loss']:.4f}, {summary['ms_per_step']:.1f} ms/step, "
+                 f"val loss {summary['final_val_loss'] or float('nan'):.4f}, {summary['ms_per_step']:.1f} ms/step, "
                  f"probe overhead {100 * summary['probe_overhead']:.1f}%, "
                  f"{summary['bound_violations']} bound violations")
         return summary
@@ -334,7 +334,7 @@ class Run:
         steps_done = max(1, len(m))
         total = self.train_time + self.probe_time + self.eval_time
         b = pd.DataFrame(self.bound_rows, columns=BOUND_COLUMNS)
-        return {
+        summary = {
             "status": self.status,
             "steps": self.step,
             "steps_planned": self.cfg.train.steps,
@@ -355,6 +355,8 @@ class Run:
             "tokens_per_s": steps_done * self.cfg.train.batch_size * self.cfg.model.block_size / max(self.train_time, 1e-9),
             "resumed_from_step": self.resumed_from,
         }
+        # JSON has no NaN: a missing number (no evaluation, diverged loss) is null
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
 
 
 METRIC_COLUMNS = ["step", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"]

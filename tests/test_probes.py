@@ -1,0 +1,93 @@
+"""Probe values equal a direct computation, and probing never changes training."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lnstab.config import ModelConfig
+from lnstab.model import GPT
+from lnstab.probes import moments, operator_norm, probe
+from lnstab.train import TIMING_COLUMNS, train
+
+from conftest import tiny_config
+
+
+def test_moments_equal_numpy():
+    x = torch.randn(3, 5, 7) * torch.linspace(0.1, 3, 7) + 2.0
+    X = x.reshape(-1, 7).double().numpy()
+    m = moments(x)
+    assert m["mean_abs"] == pytest.approx(np.abs(X).mean(), rel=1e-12)
+    assert m["var_entry"] == pytest.approx(np.mean([row.var() for row in X]), rel=1e-12)
+    assert m["var_data"] == pytest.approx(np.mean([col.var() for col in X.T]), rel=1e-12)
+    assert m["mean_norm"] == pytest.approx(np.linalg.norm(X, axis=1).mean(), rel=1e-12)
+    assert m["max_abs"] == pytest.approx(np.abs(X).max(), rel=1e-12)
+
+
+@pytest.mark.parametrize("placement", ["pre", "peri", "post", "none"])
+def test_probe_rows_equal_direct_computation(placement):
+    torch.manual_seed(1)
+    model = GPT(ModelConfig(placement=placement, n_layer=3, n_head=2, d_model=16, block_size=8, vocab_size=20))
+    idx, tgt = torch.randint(0, 20, (4, 8)), torch.randint(0, 20, (4, 8))
+    res = probe(model, idx, tgt, jacobian_iters=0)
+    rows = pd.DataFrame(res["rows"])
+    val = lambda point, k, q: rows.query("point == @point and sublayer == @k and quantity == @q")["value"].item()
+
+    # direct: keep every x^(k) with retain_grad, backprop the loss, read .grad
+    hidden = []
+    _, loss = model(idx, tgt, hidden=hidden)
+    for h in hidden:
+        h.retain_grad()
+    loss.backward()
+    assert len(hidden) == 7
+    for k, h in enumerate(hidden):
+        point = "embed" if k == 0 else ("attn" if k % 2 else "mlp")
+        X = h.detach().reshape(-1, 16).double()
+        assert val(point, k, "mean_abs") == pytest.approx(X.abs().mean().item(), rel=1e-10)
+        assert val(point, k, "var_data") == pytest.approx(X.var(0, unbiased=False).mean().item(), rel=1e-10)
+        assert val(point, k, "adjoint_norm") == pytest.approx(h.grad.double().norm().item(), rel=1e-6)
+    for name, p in model.named_parameters():
+        if name.startswith("blocks.1.mlp.f.fc.weight"):
+            got = rows.query("point == 'mlp.f.fc.weight' and layer == 1 and quantity == 'grad_norm'")["value"].item()
+            assert got == pytest.approx(p.grad.norm().item(), rel=1e-6)
+            sn = rows.query("point == 'mlp.f.fc.weight' and layer == 1 and quantity == 'spectral_norm'")["value"].item()
+            assert sn == pytest.approx(torch.linalg.svdvals(p.detach()).max().item(), rel=1e-6)
+    block1 = np.sqrt(sum(p.grad.norm().item() ** 2 for n, p in model.named_parameters() if n.startswith("blocks.1.")))
+    got = rows.query("point == 'block' and layer == 1 and quantity == 'grad_norm'")["value"].item()
+    assert got == pytest.approx(block1, rel=1e-6)
+
+
+def test_probe_leaves_grads_and_rng_alone():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(placement="peri", n_layer=2, n_head=2, d_model=16, block_size=8, vocab_size=20))
+    idx = torch.randint(0, 20, (2, 8))
+    state = torch.get_rng_state()
+    probe(model, idx, idx, jacobian_iters=3)
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_power_iteration_approaches_the_exact_norm_from_below():
+    torch.manual_seed(0)
+    A = torch.randn(12, 12, dtype=torch.float64)
+    fn = lambda x: torch.tanh(x @ A.T)  # noqa: E731
+    x = torch.randn(3, 12, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(fn, x).reshape(36, 36)
+    exact = torch.linalg.svdvals(J).max().item()
+    est = operator_norm(fn, x, iters=200, tol=0.0)
+    assert est <= exact * (1 + 1e-9)
+    assert est == pytest.approx(exact, rel=1e-3)
+
+
+def _model_columns(df):
+    return df.drop(columns=[c for c in TIMING_COLUMNS if c in df.columns])
+
+
+def test_probes_do_not_change_training(tmp_path):
+    on = train(tiny_config("probe.enabled=true"), tmp_path / "on", verbose=False)
+    off = train(tiny_config("probe.enabled=false"), tmp_path / "off", verbose=False)
+    a = _model_columns(pd.read_csv(tmp_path / "on" / "metrics.csv"))
+    b = _model_columns(pd.read_csv(tmp_path / "off" / "metrics.csv"))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert on["final_val_loss"] == off["final_val_loss"]
+    assert len(pd.read_csv(tmp_path / "on" / "probes.csv")) > 0
+    assert len(pd.read_csv(tmp_path / "off" / "probes.csv")) == 0
