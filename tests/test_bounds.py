@@ -1,0 +1,137 @@
+"""The bounds of THEORY.md sections 3-4 hold on adversarial models, and are tight where they should be."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from lnstab.bounds import FORWARD_QUANTITIES, backward_bounds, bound_rows, forward_bounds, roundoff_allowance
+from lnstab.config import PLACEMENTS, ModelConfig
+from lnstab.model import GPT
+from lnstab.probes import moments, operator_norm, probe
+
+
+def random_model(placement, n_layer, d, heads, dt, weight_scale, ln_scale, bias, seed):
+    torch.manual_seed(seed)
+    model = GPT(ModelConfig(placement=placement, dt=dt, n_layer=n_layer, n_head=heads, d_model=d,
+                            block_size=8, vocab_size=17, bias=bias))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln" in name:  # gains and biases of any sign and size
+                p.copy_(torch.randn_like(p) * ln_scale)
+            elif name.startswith("w"):
+                p.mul_(50 * torch.rand(()))  # embeddings far from init scale
+            else:
+                p.copy_(torch.randn_like(p) * weight_scale / math.sqrt(p.shape[-1]) if p.ndim == 2
+                        else torch.randn_like(p) * weight_scale)
+    return model
+
+
+def check_forward(model, idx):
+    """Assert every moment at every depth is under its bound; False if float32 overflowed
+    (a divergence: the bound speaks of exact arithmetic, and an overflow inside attention or the
+    MLP can happen below it)."""
+    hidden = []
+    with torch.no_grad():
+        model(idx, hidden=hidden)
+    if not all(torch.isfinite(h).all() for h in hidden):
+        return False
+    fb = forward_bounds(model, hidden[0])
+    rtol = roundoff_allowance(len(hidden) - 1)
+    worst = 0.0
+    for k, h in enumerate(hidden):
+        m = moments(h)
+        for q in FORWARD_QUANTITIES:
+            measured, bound = m[q], fb[q][k]
+            assert measured <= bound * (1 + rtol), (model.cfg.placement, q, k, measured, bound)
+    return True
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(placement=st.sampled_from(PLACEMENTS),
+       n_layer=st.sampled_from([1, 2, 3, 8, 24, 48]),
+       dt=st.floats(1e-3, 1.0),
+       log_weight_scale=st.floats(-2, 2),
+       log_ln_scale=st.floats(-2, 1),
+       bias=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_forward_bounds_never_violated(placement, n_layer, dt, log_weight_scale, log_ln_scale, bias, seed):
+    model = random_model(placement, n_layer, 16, 2, dt, 10 ** log_weight_scale, 10 ** log_ln_scale, bias, seed)
+    idx = torch.randint(0, 17, (3, 8), generator=torch.Generator().manual_seed(seed))
+    assume(check_forward(model, idx))
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_forward_bounds_at_init_and_with_large_weights(placement):
+    for scale in (1e-2, 1.0, 1e2):
+        model = random_model(placement, 12, 32, 4, 1.0, scale, 1.0, True, 0)
+        finite = check_forward(model, torch.randint(0, 17, (4, 8)))
+        assert finite or (placement == "none" and scale > 1)  # only "none" can blow up
+
+
+def test_peri_bound_is_attained_by_a_constructed_model():
+    """Zero embeddings, branches whose output is a fixed +-1 pattern, output LN g=1, b=0: every
+    sub-layer adds exactly dt * LN_out(pattern), so mean|x|, the entry-wise std and the norm
+    grow by the full slope at every step."""
+    d, L, dt = 16, 6, 0.3
+    model = GPT(ModelConfig(placement="peri", dt=dt, n_layer=L, n_head=2, d_model=d, block_size=8, vocab_size=5))
+    pattern = torch.tensor([1.0, -1.0] * (d // 2))
+    with torch.no_grad():
+        model.wte.weight.zero_()
+        model.wpe.weight.zero_()
+        for r in model.sublayers():
+            r.f.proj.weight.zero_()
+            r.f.proj.bias.copy_(pattern)
+            r.ln_out.weight.fill_(1.0)
+            r.ln_out.bias.zero_()
+    hidden = []
+    with torch.no_grad():
+        model(torch.randint(0, 5, (2, 8)), hidden=hidden)
+    fb = forward_bounds(model, hidden[0])
+    m = moments(hidden[-1])
+    for q in ("mean_abs", "var_entry", "mean_norm"):
+        assert fb[q][-1] > 0
+        assert 0.99 <= m[q] / fb[q][-1] <= 1 + roundoff_allowance(2 * L), q
+    assert fb["mean_abs"][-1] == pytest.approx(2 * L * dt)
+
+
+def exact_norm(fn, x):
+    J = torch.autograd.functional.jacobian(fn, x)
+    return torch.linalg.svdvals(J.reshape(x.numel(), x.numel())).max().item()
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("dt", [1.0, 0.1])
+def test_backward_product_bound_contains_the_adjoint_ratio(placement, dt):
+    torch.manual_seed(3)
+    model = GPT(ModelConfig(placement=placement, dt=dt, n_layer=2, n_head=2, d_model=8, block_size=4,
+                            vocab_size=11)).double()
+    idx, tgt = torch.randint(0, 11, (2, 4)), torch.randint(0, 11, (2, 4))
+    res = probe(model, idx, tgt, jacobian_iters=0)
+    hidden = res["hidden"]
+    subs = model.sublayers()
+    jb = [exact_norm(r.branch, hidden[k]) for k, r in enumerate(subs)]
+    js = [exact_norm(r, hidden[k]) for k, r in enumerate(subs)]
+    lower, upper = backward_bounds(placement, dt, jb, js)
+    adj = np.array(res["adjoint"])
+    ratio = adj / adj[-1]
+    assert np.all(ratio <= upper * (1 + 1e-9)), (ratio, upper)
+    assert np.all(ratio >= lower * (1 - 1e-9)), (ratio, lower)
+    # the power-iteration estimate approaches the exact norm from below
+    for k, r in enumerate(subs):
+        est = operator_norm(r.branch, hidden[k], iters=300, tol=0.0)
+        assert est <= jb[k] * (1 + 1e-9) and est == pytest.approx(jb[k], rel=1e-2)
+
+
+def test_bound_rows_flag_a_violation():
+    """The check can fail: a bound computed for a smaller embedding is exceeded."""
+    model = random_model("peri", 2, 16, 2, 1.0, 1.0, 1.0, True, 0)
+    with torch.no_grad():
+        model.wte.weight.normal_(0, 100.0)  # embeddings that dominate every LN slope
+    res = probe(model, torch.randint(0, 17, (2, 8)), torch.randint(0, 17, (2, 8)), jacobian_iters=2)
+    rows = bound_rows(model, res)
+    assert not any(r["violation"] for r in rows)
+    res["hidden"] = [res["hidden"][0] * 0.0] + res["hidden"][1:]  # bound from a zeroed x^(0)
+    assert any(r["violation"] for r in bound_rows(model, res))
