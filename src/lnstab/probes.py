@@ -102,9 +102,10 @@ def operator_norm(fn, x: torch.Tensor, iters: int, tol: float, seed: int = 0) ->
 
 @torch.no_grad()
 def ln_jacobian_factor(ln: LayerNorm, u: torch.Tensor) -> float:
-    """Mean over tokens of ||g||_inf / sqrt(var(u) + eps): the bound on the LN Jacobian at u."""
+    """max over tokens of ||g||_inf / sqrt(var(u_t) + eps): the LN acts token by token, so this
+    bounds the norm of its Jacobian over the whole batch (docs/bounds.md, B1)."""
     var = u.double().var(dim=-1, unbiased=False)
-    return (ln.weight.detach().abs().max().double() / torch.sqrt(var + ln.eps)).mean().item()
+    return (ln.weight.detach().abs().max().double() / torch.sqrt(var.min() + ln.eps)).item()
 
 
 def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: int = 20,
