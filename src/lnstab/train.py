@@ -1,7 +1,7 @@
 """Training one run: deterministic, resumable, probed, and never crashing on divergence.
 
 Output folder of a run:
-    metrics.csv      step, train_loss, val_loss, lr, grad_norm, tokens_per_s, elapsed_s
+    metrics.csv      step, train_loss, val_loss, learning_rate, grad_norm, tokens_per_s, elapsed_s
     probes.csv       step, point, layer, sublayer, quantity, value        (lnstab.probes)
     bounds.csv       step, point, layer, sublayer, quantity, measured, lower, bound, ratio, ...
     summary.json     status (completed | diverged), steps, final losses, violations, timings
@@ -300,7 +300,7 @@ class Run:
             self.train_time += step_s
             self.step += 1
             tok_s = t.batch_size * cfg.model.block_size / step_s
-            row = {"step": self.step, "train_loss": loss, "val_loss": float("nan"), "lr": lr_at(self.step - 1, cfg),
+            row = {"step": self.step, "train_loss": loss, "val_loss": float("nan"), "learning_rate": lr_at(self.step - 1, cfg),
                    "grad_norm": gnorm, "tokens_per_s": tok_s, "elapsed_s": self.train_time}
             self.metrics.append(row)
             if not (math.isfinite(loss) and math.isfinite(gnorm)):
@@ -344,7 +344,9 @@ class Run:
             "best_val_loss": float(val.min()) if len(val) else float("nan"),
             "bound_violations": int(b["violation"].sum()) if len(b) else 0,
             "bound_checks": int(b["exact"].sum()) if len(b) else 0,
-            "max_bound_ratio": float(b.loc[b["exact"].astype(bool), "ratio"].max()) if len(b) else float("nan"),
+            # k = 0 is measured == bound by construction; the ratio is informative from k = 1 on
+            "max_bound_ratio": float(b.loc[b["exact"].astype(bool) & (b["sublayer"] > 0), "ratio"].max())
+            if len(b) else float("nan"),
             "n_params": self.model.num_params(),
             "wall_time_s": self.train_time + self.probe_time + self.eval_time,
             "train_time_s": self.train_time,
@@ -359,7 +361,7 @@ class Run:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
 
 
-METRIC_COLUMNS = ["step", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"]
+METRIC_COLUMNS = ["step", "train_loss", "val_loss", "learning_rate", "grad_norm", "tokens_per_s", "elapsed_s"]
 PROBE_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "value"]
 BOUND_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "measured", "lower", "bound",
                  "ratio", "exact", "violation"]

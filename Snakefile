@@ -1,0 +1,32 @@
+# lnstab: LayerNorm placement x depth x residual step dt, from training to every figure and table.
+#   snakemake --cores all                                    the default study (config/config.yaml)
+#   snakemake --cores all --configfile config/smoke.yaml     the CI smoke study
+#   snakemake --workflow-profile profiles/slurm              the same DAG on a SLURM cluster
+# Targets: all (default), tables, figures, report, manifest, fig1_moments ... fig5_tightness.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    localrule: True
+    input:
+        TABLE_FILES,
+        FIGURE_FILES,
+        f"{RESULTS}/report.md",
+        f"{RESULTS}/manifest.sha256",

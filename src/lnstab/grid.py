@@ -1,0 +1,61 @@
+"""The experiment grid: sweeps of placement x depth x dt x weight decay x lr x seed, and run ids.
+
+A sweep is a mapping from grid keys to lists; the grid is the union of the sweeps' cartesian
+products. Keys a sweep leaves out take the value of the base config. Every run has an id that
+names all its grid values, e.g. ``peri-L12-dt0.1-wd0.1-lr0.002-s0``, and a folder of that name.
+"""
+from __future__ import annotations
+
+import itertools
+
+from .config import ConfigError, RunConfig, load_config
+
+# grid key -> run-config key
+GRID_KEYS = {
+    "placement": "model.placement",
+    "n_layer": "model.n_layer",
+    "dt": "model.dt",
+    "weight_decay": "train.weight_decay",
+    "lr": "train.lr",
+    "seed": "seed",
+}
+
+
+def _get(cfg: RunConfig, dotted: str):
+    obj = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def run_id(params: dict) -> str:
+    p = params
+    return (f"{p['placement']}-L{p['n_layer']}-dt{p['dt']:g}-wd{p['weight_decay']:g}"
+            f"-lr{p['lr']:g}-s{p['seed']}")
+
+
+def expand(sweeps: list[dict], base: dict | None = None) -> dict[str, dict]:
+    """{run_id: grid params} for every run of the sweeps, in a stable order."""
+    defaults = load_config(base=base or {})
+    runs = {}
+    for i, sweep in enumerate(sweeps):
+        unknown = set(sweep) - set(GRID_KEYS)
+        if unknown:
+            raise ConfigError(f"sweeps[{i}]: unknown grid key(s) {', '.join(sorted(unknown))} "
+                              f"(known: {', '.join(GRID_KEYS)})")
+        axes = {k: sweep.get(k, [_get(defaults, v)]) for k, v in GRID_KEYS.items()}
+        for k, values in axes.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"sweeps[{i}].{k}: expected a non-empty list, got {values!r}")
+        for combo in itertools.product(*axes.values()):
+            params = dict(zip(axes, combo))
+            params["dt"], params["weight_decay"], params["lr"] = (
+                float(params["dt"]), float(params["weight_decay"]), float(params["lr"]))
+            runs[run_id(params)] = params
+    return dict(sorted(runs.items()))
+
+
+def run_config(params: dict, base: dict | None = None, overrides: list[str] = ()) -> RunConfig:
+    """The full, checked config of one grid point."""
+    sets = [f"{GRID_KEYS[k]}={v}" for k, v in params.items()]
+    return load_config(base=base or {}, overrides=sets + list(overrides))

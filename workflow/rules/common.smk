@@ -1,0 +1,43 @@
+# Shared by every rule file: the validated config, the grid of runs, the output paths.
+import re
+
+from snakemake.utils import validate
+
+from lnstab.config import ConfigError
+from lnstab.grid import expand as expand_grid, run_config
+
+validate(config, "../schemas/config.schema.yaml")
+config.setdefault("resources", {}).setdefault("train", {})
+validate(config, "../schemas/config.schema.yaml")  # second pass fills nested defaults
+
+RESULTS = config["results"].rstrip("/")
+FIGDIR = config["figures"].rstrip("/")
+BASE = config["base"]
+
+try:
+    RUNS = expand_grid(config["sweeps"], BASE)
+    for _params in RUNS.values():  # every run's config is checked before anything runs
+        run_config(_params, BASE)
+except ConfigError as e:
+    raise WorkflowError(f"config error: {e}") from None
+
+RUN_DIR = f"{RESULTS}/runs/{{run}}"
+LOGS = f"{RESULTS}/logs"
+
+# small tables: also written as Markdown and LaTeX; large ones as CSV only
+SMALL_TABLES = ["runs", "growth", "claims"]
+LARGE_TABLES = ["metrics", "probes", "bounds"]
+TABLE_FILES = ([f"{RESULTS}/tables/{t}.{ext}" for t in SMALL_TABLES for ext in ("csv", "md", "tex")]
+               + [f"{RESULTS}/tables/{t}.csv" for t in LARGE_TABLES])
+FIGURE_NAMES = ["fig1_moments", "fig2_growth", "fig3_backward", "fig4_losses", "fig5_tightness"]
+FIGURE_FILES = [f"{FIGDIR}/{f}.{ext}" for f in FIGURE_NAMES for ext in ("png", "pdf")]
+
+
+def run_labels(params):
+    """Report labels of one run: what a reader filters by."""
+    return {"placement": params["placement"], "depth": params["n_layer"], "dt": params["dt"],
+            "weight decay": params["weight_decay"], "lr": params["lr"], "seed": params["seed"]}
+
+
+wildcard_constraints:
+    run="|".join(re.escape(r) for r in RUNS),

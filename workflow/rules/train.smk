@@ -1,0 +1,34 @@
+# Stage 2: one training run per grid point. Resumes from its own checkpoint (ckpt.pt, not a
+# declared output, so Snakemake never deletes it after a failure or a time-out).
+
+
+rule train:
+    input:
+        meta=rules.corpus.output.meta,
+    output:
+        summary=f"{RUN_DIR}/summary.json",
+        metrics=report(
+            f"{RUN_DIR}/metrics.csv",
+            caption="../report/run_metrics.rst",
+            category="Runs",
+            subcategory=lambda wc: RUNS[wc.run]["placement"],
+            labels=lambda wc: run_labels(RUNS[wc.run]),
+        ),
+        probes=f"{RUN_DIR}/probes.csv",
+        bounds=f"{RUN_DIR}/bounds.csv",
+    log:
+        f"{LOGS}/train/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    params:
+        grid=lambda wc: RUNS[wc.run],
+        base=BASE,
+        folder=lambda wc: f"{RESULTS}/runs/{wc.run}",
+    threads: BASE.get("train", {}).get("threads", 1)
+    resources:
+        mem_mb=config["resources"]["train"]["mem_mb"],
+        runtime=config["resources"]["train"]["runtime"],
+        gpu=config["resources"]["train"]["gpu"],
+    retries: 1
+    script:
+        "../scripts/train_run.py"

@@ -1,0 +1,12 @@
+"""Run folders -> tables. Standalone: python collect_tables.py config/config.yaml"""
+import sys
+
+from lnstab.study import collect_tables, load_study, redirect_output
+
+if "snakemake" in globals():
+    redirect_output(snakemake.log[0])
+    collect_tables(snakemake.params.run_dirs, snakemake.params.runs, snakemake.params.tables)
+elif __name__ == "__main__":
+    cfg, runs = load_study(sys.argv[1])
+    results = cfg.get("results", "results")
+    collect_tables({r: f"{results}/runs/{r}" for r in runs}, runs, f"{results}/tables")

@@ -1,0 +1,12 @@
+"""One figure from the tables. Standalone: python make_figure.py fig1_moments results/tables figures/fig1_moments"""
+import sys
+from pathlib import Path
+
+from lnstab.study import make_figure, redirect_output
+
+if "snakemake" in globals():
+    redirect_output(snakemake.log[0])
+    make_figure(snakemake.params.figure, dict(snakemake.input.items()), snakemake.output.png[:-len(".png")])
+elif __name__ == "__main__":
+    name, tables, out = sys.argv[1:4]
+    make_figure(name, {t: Path(tables) / f"{t}.csv" for t in ("runs", "metrics", "probes", "bounds", "growth")}, out)
