@@ -22,6 +22,10 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 
 
+wildcard_constraints:
+    run="|".join(re.escape(r) for r in RUNS),
+
+
 rule all:
     default_target: True
     localrule: True

@@ -94,7 +94,7 @@ def plot_per_layer(df: pd.DataFrame, row: str, row_order: list, ylabel: dict | N
                 ax.get_legend().remove()
     if bound is not None:
         axes[0, -1].plot([], [], "--", color="gray", label="bound")
-    axes[0, -1].legend(loc="best")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle(title)
     return fig
 
@@ -128,7 +128,7 @@ def plot_growth(last: pd.DataFrame, growth: pd.DataFrame, title: str = ""):
             if ax.get_legend() is not None and not (i == 0 and j == len(dts) - 1):
                 ax.get_legend().remove()
     axes[0, -1].plot([], [], "--", color="gray", label="fitted law (BIC)")
-    axes[0, -1].legend(loc="best")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle(title)
     return fig
 
@@ -172,7 +172,7 @@ def plot_losses(metrics: pd.DataFrame, title: str = ""):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    axes[0, -1].legend(handles, labels, loc="upper right")
+    axes[0, -1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle(title)
     return fig
 

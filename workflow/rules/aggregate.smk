@@ -1,17 +1,6 @@
 # Stage 3: every run folder into pandas tables, growth-law fits and the claims verdicts.
 
 
-def table_outputs(name):
-    """CSV (flagged for the HTML report), Markdown and LaTeX of one small table."""
-    stem = f"{RESULTS}/tables/{name}"
-    return {
-        "csv": report(f"{stem}.csv", caption=f"../report/table_{name}.rst", category="Tables",
-                      labels={"table": name}),
-        "md": f"{stem}.md",
-        "tex": f"{stem}.tex",
-    }
-
-
 rule collect:
     localrule: True
     input:
@@ -23,8 +12,10 @@ rule collect:
         f"{LOGS}/collect.log",
     params:
         runs=RUNS,
-        run_dirs={r: f"{RESULTS}/runs/{r}" for r in RUNS},
-        tables=f"{RESULTS}/tables",
+        run_dirs=lambda wc, input: {r: os.path.dirname(s) for r, s in zip(RUNS, input.summaries)},
+        tables=lambda wc, output: os.path.dirname(output.metrics),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/collect_tables.py"
 
@@ -37,6 +28,8 @@ rule growth:
         **table_outputs("growth"),
     log:
         f"{LOGS}/growth.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/growth_table.py"
 
@@ -51,6 +44,8 @@ rule claims:
         **table_outputs("claims"),
     log:
         f"{LOGS}/claims.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/claims_table.py"
 

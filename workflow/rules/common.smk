@@ -1,7 +1,16 @@
-# Shared by every rule file: the validated config, the grid of runs, the output paths.
+# Shared by all stages: the validated config, the grid of runs, the output paths, helpers.
+import os
 import re
+import sys
 
 from snakemake.utils import validate
+
+# lnstab from this checkout, for the Snakefile and for every job: jobs inherit this environment
+# (local jobs directly, SLURM jobs through sbatch's default --export=ALL), so conda environments
+# need no copy of the package and no other installed copy is ever used
+_SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, _SRC)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
 
 from lnstab.config import ConfigError
 from lnstab.grid import expand as expand_grid, run_config
@@ -23,6 +32,7 @@ except ConfigError as e:
 
 RUN_DIR = f"{RESULTS}/runs/{{run}}"
 LOGS = f"{RESULTS}/logs"
+CONDA_ENV = "../../envs/environment.yaml"
 
 # small tables: also written as Markdown and LaTeX; large ones as CSV only
 SMALL_TABLES = ["runs", "growth", "claims"]
@@ -39,5 +49,13 @@ def run_labels(params):
             "weight decay": params["weight_decay"], "lr": params["lr"], "seed": params["seed"]}
 
 
-wildcard_constraints:
-    run="|".join(re.escape(r) for r in RUNS),
+
+def table_outputs(name):
+    """CSV (flagged for the HTML report), Markdown and LaTeX of one small table."""
+    stem = f"{RESULTS}/tables/{name}"
+    return {
+        "csv": report(f"{stem}.csv", caption=f"../report/table_{name}.rst", category="Tables",
+                      labels={"table": name}),
+        "md": f"{stem}.md",
+        "tex": f"{stem}.tex",
+    }

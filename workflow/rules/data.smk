@@ -8,6 +8,8 @@ rule corpus:
         f"{LOGS}/corpus.log",
     params:
         data=BASE.get("data", {}),
-        folder=f"{RESULTS}/data",
+        folder=lambda wc, output: os.path.dirname(output.meta),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/prepare_corpus.py"

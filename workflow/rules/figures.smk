@@ -27,6 +27,8 @@ for _fig, _tables in FIGURE_TABLES.items():
             f"{LOGS}/figures/{_fig}.log",
         params:
             figure=_fig,
+        conda:
+            CONDA_ENV
         script:
             "../scripts/make_figure.py"
 

@@ -15,7 +15,9 @@ rule report:
     log:
         f"{LOGS}/report.log",
     params:
-        figdir=FIGDIR,
+        figdir=lambda wc, input: os.path.dirname(input.figures[0]),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/write_report.py"
 
@@ -30,6 +32,8 @@ rule manifest:
         f"{RESULTS}/manifest.sha256",
     log:
         f"{LOGS}/manifest.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/write_manifest.py"
 

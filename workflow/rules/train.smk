@@ -23,12 +23,14 @@ rule train:
     params:
         grid=lambda wc: RUNS[wc.run],
         base=BASE,
-        folder=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        folder=lambda wc, output: os.path.dirname(output.summary),
     threads: BASE.get("train", {}).get("threads", 1)
     resources:
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
         gpu=config["resources"]["train"]["gpu"],
     retries: 1
+    conda:
+        CONDA_ENV
     script:
         "../scripts/train_run.py"

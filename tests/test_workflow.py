@@ -1,0 +1,132 @@
+"""The Snakemake workflow: config checks at parse time, lint, environments, and the smoke study
+end to end (every declared output, a diverged run that does not stop the DAG, claims verdicts,
+byte-stable tables and figures, the HTML report)."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+VERDICTS = {"supported", "refuted", "mixed", "untested"}
+
+
+def snakemake(*args, cwd=ROOT, timeout=600):
+    return subprocess.run(SNAKEMAKE + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def smoke_config(tmp_path, **changes) -> Path:
+    cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    cfg["figures"] = str(tmp_path / "figures")
+    cfg.update(changes)
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_lint_is_clean():
+    res = snakemake("--lint")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Congratulations" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"sweeps": [{"placement": ["middle"]}]}, "middle"),
+    ({"sweeps": [{"depth": [3]}]}, "depth"),
+    ({"sweeps": [{"dt": [0]}]}, "dt"),
+    ({"base": {"model": {"n_hed": 2}}}, "model.n_hed"),
+    ({"base": {"train": {"lr": "fast"}}}, "train.lr"),
+    ({"resources": {"train": {"gpus": 1}}}, "gpus"),
+])
+def test_bad_config_fails_at_parse_time_naming_the_key(tmp_path, change, key):
+    res = snakemake("-n", "--configfile", str(smoke_config(tmp_path, **change)))
+    assert res.returncode != 0
+    assert key in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_default_config_builds_its_dag():
+    res = snakemake("all", "-n", "--quiet")
+    assert res.returncode == 0, res.stderr
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    depths = sorted({d for s in cfg["sweeps"] for d in s["n_layer"]})
+    assert len(depths) >= 3 and max(depths) >= 24
+    assert {0.0, 0.1} <= {w for s in cfg["sweeps"] for w in s.get("weight_decay", [])}
+
+
+def test_conda_environment_names_the_pip_requirements():
+    def lines(path):
+        return {l.strip() for l in path.read_text().splitlines() if l.strip() and not l.startswith("#")}
+
+    pip = set(yaml.safe_load((ROOT / "envs" / "environment.yaml").read_text())["dependencies"][-1]["pip"])
+    assert pip == lines(ROOT / "envs" / "requirements.txt")
+    nodeps = lines(ROOT / "envs" / "requirements-nodeps.txt")
+    post = (ROOT / "envs" / "environment.post-deploy.sh").read_text()
+    assert all(f'"{r}"' in post for r in nodeps)
+
+
+def test_profiles():
+    default = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+    slurm = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    assert "executor" not in default  # the default profile is loaded by every run: local only
+    assert slurm["executor"] == "slurm"
+    assert {"runtime", "mem_mb", "cpus_per_task"} <= set(slurm["set-resources"]["train"])
+    assert "gpu" in slurm["set-resources"]["train"]
+
+
+@pytest.mark.slow
+def test_smoke_workflow_end_to_end(tmp_path):
+    cfg_path = smoke_config(tmp_path)
+    res = snakemake("all", "--cores", "2", "--configfile", str(cfg_path))
+    assert res.returncode == 0, res.stderr[-5000:]
+    results, figures = tmp_path / "results", tmp_path / "figures"
+
+    # every declared output of the default target exists
+    targets = re.findall(r"^\s+input: (.*)$", snakemake("all", "-n", "-f", "--configfile", str(cfg_path)).stdout, re.M)
+    declared = [Path(p.strip()) for p in targets[-1].split(",")]
+    assert len(declared) > 20
+    for path in declared:
+        assert path.exists() and path.stat().st_size > 0, path
+
+    runs = pd.read_csv(results / "tables" / "runs.csv")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    assert len(runs) == sum(len(s.get("placement", [1])) * len(s.get("n_layer", [1])) * len(s.get("dt", [1]))
+                            * len(s.get("weight_decay", [1])) * len(s.get("lr", [1])) for s in cfg["sweeps"])
+    # the diverged run is a row of the tables, and did not stop the DAG
+    diverged = runs[runs["status"] == "diverged"]
+    assert len(diverged) == 1 and diverged["placement"].item() == "none"
+    assert (runs["status"] == "completed").sum() == len(runs) - 1
+    assert runs["violations"].sum() == 0
+
+    claims = pd.read_csv(results / "tables" / "claims.csv")
+    assert len(claims) == 6 and set(claims["verdict"]) <= VERDICTS
+    assert claims.set_index("claim").loc["zero_bound_violations", "verdict"] == "supported"
+    for name in ("runs", "growth", "claims"):
+        assert (results / "tables" / f"{name}.md").read_text().startswith("|")
+        assert "\\begin{tabular}" in (results / "tables" / f"{name}.tex").read_text()
+    for fig in ("fig1_moments", "fig2_growth", "fig3_backward", "fig4_losses", "fig5_tightness"):
+        assert (figures / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (figures / f"{fig}.pdf").read_bytes()[:4] == b"%PDF"
+    # a job's log exists for every rule
+    assert len(list((results / "logs" / "train").glob("*.log"))) == len(runs)
+
+    # tables and figures regenerate byte-identically from the runs (no retraining)
+    manifest = results / "manifest.sha256"
+    before = manifest.read_text()
+    res = snakemake("all", "--cores", "2", "--forcerun", "collect", "--configfile", str(cfg_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert manifest.read_text() == before
+    from lnstab.study import check_manifest
+
+    assert check_manifest(manifest) == []
+
+    # the HTML report (snakemake[reports])
+    res = snakemake("--configfile", str(cfg_path), "--report", str(tmp_path / "report.zip"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "report.zip").stat().st_size > 10_000
