@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
 
-.PHONY: setup workflow test smoke report manifest check-manifest clean
+.PHONY: setup workflow test smoke report determinism clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,19 @@ workflow: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+smoke: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml
+
+report: workflow
+	$(BIN)/snakemake --report report.zip
+
+# Two runs of the default study from scratch must give byte-identical tables and figures.
+determinism: setup
+	$(MAKE) clean && $(BIN)/snakemake --cores $(CORES) --quiet
+	cp results/manifest.sha256 manifest.first.sha256
+	$(MAKE) clean && $(BIN)/snakemake --cores $(CORES) --quiet
+	$(BIN)/lnstab check-manifest manifest.first.sha256 && rm manifest.first.sha256
 
 clean:
 	rm -rf results figures/*.png figures/*.pdf .snakemake report.zip

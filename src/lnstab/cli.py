@@ -19,7 +19,17 @@ def main(argv: list[str] | None = None) -> int:
     sh = sub.add_parser("show-config", help="print the resolved config as YAML and exit")
     sh.add_argument("config", nargs="?")
     sh.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    cm = sub.add_parser("check-manifest", help="compare files with a sha256 manifest (exit 1 if any differ)")
+    cm.add_argument("manifest")
     args = parser.parse_args(argv)
+    if args.command == "check-manifest":
+        from .study import check_manifest
+
+        bad = check_manifest(args.manifest)
+        for path in bad:
+            print(f"differs: {path}", file=sys.stderr)
+        print(f"{'OK' if not bad else 'MISMATCH'}: {args.manifest}", file=sys.stderr)
+        return 1 if bad else 0
     try:
         cfg = load_config(args.config, args.overrides)
         if args.command == "show-config":
