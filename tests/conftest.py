@@ -1,4 +1,9 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import yaml
 
 from lnstab.config import load_config
 
@@ -18,3 +23,35 @@ def tiny_overrides():
 
 def tiny_config(*extra):
     return load_config(None, TINY + list(extra))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+VERDICTS = {"supported", "refuted", "mixed", "untested"}
+
+
+def snakemake(*args, cwd=ROOT, timeout=900):
+    """Run Snakemake from the repository root (the default profile applies unless another is named)."""
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def smoke_config(tmp_path, **changes) -> Path:
+    """config/smoke.yaml with its outputs under tmp_path (and any top-level key replaced)."""
+    cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    cfg["figures"] = str(tmp_path / "figures")
+    cfg.update(changes)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def smoke_local(tmp_path_factory):
+    """The smoke study run once locally, shared by the workflow and SLURM tests."""
+    tmp_path = tmp_path_factory.mktemp("smoke_local")
+    cfg_path = smoke_config(tmp_path)
+    res = snakemake("all", "--cores", "2", "--configfile", str(cfg_path))
+    assert res.returncode == 0, res.stderr[-5000:]
+    return tmp_path, cfg_path

@@ -1,33 +1,14 @@
 """The Snakemake workflow: config checks at parse time, lint, environments, and the smoke study
 end to end (every declared output, a diverged run that does not stop the DAG, claims verdicts,
 byte-stable tables and figures, the HTML report)."""
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-VERDICTS = {"supported", "refuted", "mixed", "untested"}
-
-
-def snakemake(*args, cwd=ROOT, timeout=600):
-    return subprocess.run(SNAKEMAKE + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def smoke_config(tmp_path, **changes) -> Path:
-    cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
-    cfg["results"] = str(tmp_path / "results")
-    cfg["figures"] = str(tmp_path / "figures")
-    cfg.update(changes)
-    path = tmp_path / "smoke.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+from conftest import ROOT, VERDICTS, smoke_config, snakemake
 
 
 def test_lint_is_clean():
@@ -81,10 +62,8 @@ def test_profiles():
 
 
 @pytest.mark.slow
-def test_smoke_workflow_end_to_end(tmp_path):
-    cfg_path = smoke_config(tmp_path)
-    res = snakemake("all", "--cores", "2", "--configfile", str(cfg_path))
-    assert res.returncode == 0, res.stderr[-5000:]
+def test_smoke_workflow_end_to_end(smoke_local):
+    tmp_path, cfg_path = smoke_local
     results, figures = tmp_path / "results", tmp_path / "figures"
 
     # every declared output of the default target exists

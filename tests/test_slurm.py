@@ -1,0 +1,97 @@
+"""The workflow against a real single-node SLURM cluster (scripts/slurm-up.sh), with the
+repository's profiles/slurm: training jobs really run as SLURM jobs, the tables equal a local
+run's, and a cancelled job is retried and resumes from its checkpoint."""
+import json
+import os
+import re
+import shutil
+import sys
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, smoke_config, snakemake
+
+pytestmark = pytest.mark.slow
+
+# the cluster here has 2 CPUs and no GPU memory to speak of: shrink the profile's requests
+SLURM_ARGS = ["--workflow-profile", "profiles/slurm", "--set-resources", "train:cpus_per_task=1",
+              "train:mem_mb=1000", "train:runtime=10", "--set-threads", "train=1"]
+TABLES = ["runs.csv", "growth.csv", "claims.csv", "metrics.csv", "probes.csv", "bounds.csv"]
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    if shutil.which("apt-get") is None and shutil.which("sbatch") is None:
+        pytest.skip("SLURM cannot be installed here: no sbatch and no apt-get")
+    if os.geteuid() != 0 and shutil.which("sbatch") is None:
+        pytest.skip("SLURM cannot be installed here: not root and no sbatch")
+    was_up = subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0 if shutil.which("sinfo") else False
+    t0 = time.time()
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "slurm-up.sh")], capture_output=True, text=True, timeout=600)
+    if res.returncode == 3:
+        pytest.skip(f"SLURM cannot be installed here: {res.stderr.strip()}")
+    assert res.returncode == 0, res.stderr
+    print(f"SLURM up in {time.time() - t0:.1f} s: {res.stderr.strip()}")
+    yield
+    if not was_up:
+        subprocess.run(["bash", str(ROOT / "scripts" / "slurm-down.sh")], timeout=60)
+
+
+def slurm_job_ids(output: str) -> list[int]:
+    return [int(j) for j in re.findall(r"submitted with SLURM jobid (\d+)", output)]
+
+
+def test_smoke_study_on_slurm_equals_local(slurm_cluster, smoke_local, tmp_path):
+    local_dir, _ = smoke_local
+    cfg_path = smoke_config(tmp_path)
+    t0 = time.time()
+    res = snakemake("all", *SLURM_ARGS, "--configfile", str(cfg_path))
+    print(f"SLURM smoke run: {time.time() - t0:.0f} s")
+    assert res.returncode == 0, res.stderr[-5000:]
+    runs = pd.read_csv(tmp_path / "results" / "tables" / "runs.csv")
+    jobs = slurm_job_ids(res.stdout + res.stderr)
+    assert len(set(jobs)) == len(runs) + 1  # every training run and the corpus were SLURM jobs
+    for t in TABLES:
+        assert (tmp_path / "results" / "tables" / t).read_bytes() == \
+            (local_dir / "results" / "tables" / t).read_bytes(), t
+
+
+def test_cancelled_job_is_retried_and_resumes(slurm_cluster, tmp_path):
+    """One longer run; its SLURM job is cancelled after its first checkpoint; the profile's
+    retries resubmit it and it resumes, ending identical to an uninterrupted local run."""
+    one = [{"placement": ["peri"], "n_layer": [2], "dt": [0.5]}]
+    base = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())["base"]
+    base["train"].update(steps=600, ckpt_interval=20, eval_interval=100)
+    cfg_slurm = smoke_config(tmp_path / "slurm", sweeps=one, base=base)
+    cfg_local = smoke_config(tmp_path / "local", sweeps=one, base=base)
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "tables", *SLURM_ARGS, "--configfile",
+                             str(cfg_slurm)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    ckpt = None
+    while time.time() < deadline and proc.poll() is None:
+        found = list((tmp_path / "slurm" / "results" / "runs").glob("*/ckpt.pt"))
+        if found:
+            ckpt = found[0]
+            break
+        time.sleep(0.2)
+    assert ckpt is not None, "no checkpoint appeared"
+    run_dir = ckpt.parent
+    assert not (run_dir / "summary.json").exists(), "the run finished before it could be cancelled"
+    ids = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    assert ids, "no SLURM job to cancel"
+    subprocess.run(["scancel", *ids], check=True)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-5000:]
+    assert len(set(slurm_job_ids(out))) >= 3  # corpus, the cancelled job, its retry
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["resumed_from_step"] >= 20
+
+    res = snakemake("tables", "--cores", "2", "--configfile", str(cfg_local))
+    assert res.returncode == 0, res.stderr[-3000:]
+    for t in TABLES:
+        assert (tmp_path / "slurm" / "results" / "tables" / t).read_bytes() == \
+            (tmp_path / "local" / "results" / "tables" / t).read_bytes(), t
