@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
 
-.PHONY: setup workflow test smoke report determinism clean
+.PHONY: setup workflow test smoke report determinism bench clean
 
 setup: $(VENV)/.installed
 
@@ -38,3 +38,6 @@ determinism: setup
 
 clean:
 	rm -rf results figures/*.png figures/*.pdf .snakemake report.zip
+
+bench: setup
+	$(BIN)/python benchmarks/bench.py

@@ -319,6 +319,8 @@ class Run:
         self.log(f"{self.out.name}: {summary['status']} at step {self.step}, "
                  f"val loss {summary['final_val_loss'] or float('nan'):.4f}, {summary['ms_per_step']:.1f} ms/step, "
                  f"probe overhead {100 * summary['probe_overhead']:.1f}%, "
+                 f"{summary['model_tflops']:.3f} model TFLOP/s"
+                 + (f" (MFU {100 * summary['mfu']:.1f}%)" if summary["mfu"] else "") + ", "
                  f"{summary['bound_violations']} bound violations")
         return summary
 
@@ -357,6 +359,8 @@ class Run:
             "tokens_per_s": steps_done * self.cfg.train.batch_size * self.cfg.model.block_size / max(self.train_time, 1e-9),
             "resumed_from_step": self.resumed_from,
         }
+        summary["model_tflops"] = self.model.flops_per_token() * summary["tokens_per_s"] / 1e12
+        summary["mfu"] = mfu(summary["model_tflops"], self.device, self.cfg.train.precision)
         # JSON has no NaN: a missing number (no evaluation, diverged loss) is null
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
 
@@ -367,6 +371,21 @@ BOUND_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "measured", "
                  "ratio", "exact", "violation"]
 # columns that measure time, not the model: excluded from determinism comparisons
 TIMING_COLUMNS = ("tokens_per_s", "elapsed_s")
+
+
+# dense peak TFLOP/s of common GPUs (bf16 / tf32-or-fp32), for the model-FLOPs utilization estimate
+PEAK_TFLOPS = {"H100": (989.0, 494.0), "H200": (989.0, 494.0), "A100": (312.0, 156.0)}
+
+
+def mfu(model_tflops: float, device: torch.device, precision: str) -> float | None:
+    """Achieved model TFLOP/s over the GPU's dense peak; None on CPU or an unknown GPU."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, (bf16, fp32) in PEAK_TFLOPS.items():
+        if key in name:
+            return model_tflops / (bf16 if precision == "bf16" else fp32)
+    return None
 
 
 def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -385,6 +404,8 @@ def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True) -> dict:
     done = out / "summary.json"
     run = Run(cfg, out, verbose)
     ckpt = out / "ckpt.pt"
+    for stale in out.glob(".*.tmp"):  # a write cut short by a kill: its target is intact
+        stale.unlink()
     if ckpt.exists():
         run.load(ckpt)
         if run.status != "running" and done.exists():

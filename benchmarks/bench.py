@@ -1,0 +1,240 @@
+"""Benchmark: training throughput of lnstab against a plain PyTorch GPT, probe cost, peak memory,
+end-to-end workflow times and the DAG build time of a 1,000-run grid. Writes docs/benchmarks.md.
+
+    make bench                      # everything (about 10 minutes on 2 cores)
+    python benchmarks/bench.py --quick   # throughput and memory only, fewer repeats
+
+(a) lnstab, probes off; (b) lnstab with probes at the default cadence (probe.interval 50 over the
+default 200 steps: 5 probes, Jacobian norms at the first and last); (c) the baseline in
+baseline_gpt.py. (a) and (c) are timed alternately in one process (c, a, c, ...) and each (a) is
+divided by the mean of the two (c) around it. (b) per step = (a) + the measured cost of the
+default probe schedule spread over 200 steps; (b)/(a) is reported with the same repeats.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from baseline_gpt import PlainGPT  # noqa: E402
+from lnstab.config import load_config  # noqa: E402
+from lnstab.data import get_batch  # noqa: E402
+from lnstab.train import Run, lr_at  # noqa: E402
+
+SHAPES = [(6, 64, 4), (12, 128, 4), (24, 128, 4), (48, 256, 8)]  # n_layer, d_model, n_head
+BATCH, CONTEXT = 8, 64
+DEFAULT_STEPS, DEFAULT_INTERVAL = 200, 50
+
+
+def shape_config(n_layer, d, heads, probes=False):
+    return load_config(None, [f"model.n_layer={n_layer}", f"model.d_model={d}", f"model.n_head={heads}",
+                              f"model.block_size={CONTEXT}", f"train.batch_size={BATCH}",
+                              f"probe.enabled={str(probes).lower()}", "train.threads=1"])
+
+
+def time_steps(step, n) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - t0) / n
+
+
+def baseline_stepper(run: Run):
+    """The same work per step as Run.train_step, on the plain model: lr, batch, AdamW, clipping."""
+    cfg = run.cfg
+    torch.manual_seed(0)
+    model = PlainGPT(cfg.model.vocab_size, CONTEXT, cfg.model.d_model, cfg.model.n_head, cfg.model.n_layer)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    other = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
+                            lr=cfg.train.lr, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(0)
+    state = {"step": 0}
+
+    def step():
+        for g in opt.param_groups:
+            g["lr"] = lr_at(state["step"], cfg)
+        x, y = get_batch(run.corpus.train, BATCH, CONTEXT, gen)
+        loss = model(x, y)
+        loss.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
+        opt.step()
+        state["step"] += 1
+
+    return step
+
+
+def probe_costs(run: Run, repeats: int) -> tuple[float, float]:
+    """Seconds for one probe without and with Jacobian norms (median of repeats)."""
+    from lnstab.probes import probe
+    from lnstab.bounds import bound_rows
+
+    x, y = run.probe_batch
+    out = []
+    for iters in (0, run.cfg.probe.jacobian_iters):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            bound_rows(run.model, probe(run.model, x, y, iters, run.cfg.probe.jacobian_tol))
+            times.append(time.perf_counter() - t0)
+        out.append(statistics.median(times))
+    return out[0], out[1]
+
+
+def throughput(repeats: int, steps: int) -> list[dict]:
+    torch.set_num_threads(1)
+    rows = []
+    for n_layer, d, heads in SHAPES:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Run(shape_config(n_layer, d, heads), tmp, verbose=False)
+        base = baseline_stepper(run)
+        time_steps(run.train_step, 3), time_steps(base, 3)  # warm up both
+        ratios_a, times_a, times_c = [], [], []
+        for _ in range(repeats):
+            c1 = time_steps(base, steps)
+            a = time_steps(run.train_step, steps)
+            c2 = time_steps(base, steps)
+            ratios_a.append(a / ((c1 + c2) / 2))
+            times_a.append(a)
+            times_c += [c1, c2]
+        t_probe, t_probe_jac = probe_costs(run, max(2, repeats // 2))
+        n_probes = DEFAULT_STEPS // DEFAULT_INTERVAL + 1
+        schedule = (n_probes - 2) * t_probe + 2 * t_probe_jac  # seconds per default run
+        ratios_b = [1 + schedule / (DEFAULT_STEPS * a) for a in times_a]
+        a_med = statistics.median(times_a)
+        rows.append({
+            "shape": f"L{n_layer} d{d}", "params_M": run.model.num_params() / 1e6,
+            "ms_step_a": 1000 * a_med, "ms_step_c": 1000 * statistics.median(times_c),
+            "tok_s_a": BATCH * CONTEXT / a_med,
+            "a_over_c": statistics.median(ratios_a), "a_over_c_min": min(ratios_a), "a_over_c_max": max(ratios_a),
+            "b_over_a": statistics.median(ratios_b), "b_over_a_min": min(ratios_b), "b_over_a_max": max(ratios_b),
+            "probe_ms": 1000 * t_probe, "probe_jac_ms": 1000 * t_probe_jac,
+        })
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def peak_memory(shape) -> float:
+    """Peak resident memory (MiB) of a fresh process doing 5 training steps plus a full probe."""
+    code = (f"import sys, resource, tempfile; sys.path[:0] = [{str(ROOT / 'src')!r}, {str(Path(__file__).parent)!r}];"
+            "from bench import shape_config; from lnstab.train import Run;"
+            f"run = Run(shape_config(*{shape!r}, probes=True), tempfile.mkdtemp(), verbose=False);"
+            "[run.train_step() for _ in range(5)]; run.run_probe();"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def dag_build_time(n_runs_target=1000) -> tuple[int, float]:
+    sweeps = [{"placement": ["pre", "peri", "post", "none"], "n_layer": [3, 6, 12, 24, 48],
+               "dt": [1.0, 0.5, 0.25, 0.1, 0.05], "weight_decay": [0.0, 0.1], "seed": [0, 1, 2, 3, 4]}]
+    n = math.prod(len(v) for v in sweeps[0].values())
+    assert n == n_runs_target
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "big.yaml"
+        cfg.write_text(json.dumps({"results": f"{tmp}/results", "figures": f"{tmp}/figures", "sweeps": sweeps}))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "all", "--configfile", str(cfg)],
+                       cwd=ROOT, check=True, capture_output=True)
+        return n, time.perf_counter() - t0
+
+
+def workflow_time(configfile: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "cfg.json"
+        import yaml
+
+        c = yaml.safe_load((ROOT / configfile).read_text())
+        c.update(results=f"{tmp}/results", figures=f"{tmp}/figures")
+        cfg.write_text(json.dumps(c))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all", "--quiet", "all", "--configfile", str(cfg)],
+                       cwd=ROOT, check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__} "
+            f"({torch.backends.cpu.get_cpu_capability()}), 1 thread per run, no GPU"
+            if not torch.cuda.is_available() else f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+
+
+def write_doc(path: Path, rows, memory, dag, e2e):
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`benchmarks/bench.py`); do not edit by hand.",
+        "",
+        f"Machine: {machine()}. Batch {BATCH} x context {CONTEXT} tokens, fp32.",
+        "",
+        "## Training throughput",
+        "",
+        "(a) lnstab, probes off; (b) lnstab, probes at the default cadence (5 probes per 200 steps,",
+        "Jacobian norms at the first and last); (c) plain PyTorch GPT (`benchmarks/baseline_gpt.py`).",
+        "Ratios are time per step: below 1 means faster than the reference. Median [min, max] over",
+        "repeats, (a) and (c) alternating in one process.",
+        "",
+        "| shape | params (M) | ms/step (a) | ms/step (c) | tokens/s (a) | (a)/(c) | (b)/(a) | probe ms (no Jacobian / with) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['shape']} | {r['params_M']:.2f} | {r['ms_step_a']:.1f} | {r['ms_step_c']:.1f} | "
+                     f"{r['tok_s_a']:,.0f} | {r['a_over_c']:.3f} [{r['a_over_c_min']:.3f}, {r['a_over_c_max']:.3f}] | "
+                     f"{r['b_over_a']:.3f} [{r['b_over_a_min']:.3f}, {r['b_over_a_max']:.3f}] | "
+                     f"{r['probe_ms']:.0f} / {r['probe_jac_ms']:.0f} |")
+    lines += ["", "Targets: (a)/(c) <= 1, (b)/(a) <= 1.05.", "", "## Peak memory", "",
+              "Peak resident memory of a process doing 5 training steps and a full probe (MiB).", "",
+              "| shape | peak RSS (MiB) |", "| --- | --- |"]
+    lines += [f"| {s} | {m:.0f} |" for s, m in memory]
+    lines += ["", "## Workflow", "", "| measurement | seconds |", "| --- | --- |"]
+    lines.append(f"| dry run (`snakemake -n`) of a {dag[0]:,}-run grid: DAG build | {dag[1]:.1f} |")
+    for name, secs in e2e:
+        lines.append(f"| {name} | {secs:.0f} |")
+    lines += ["", "## GPU", "",
+              "Not measured here: the reference machine has no GPU. On a GPU, set `train.device: cuda`,",
+              "`train.precision: bf16`, `train.tf32: true` (and optionally `train.compile: true`); each",
+              "run's summary.json then reports `tokens_per_s`, `model_tflops` and `mfu`."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, no end-to-end workflow runs")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = ap.parse_args()
+    rows = throughput(repeats=3 if args.quick else 5, steps=5 if args.quick else 10)
+    memory = [(f"L{s[0]} d{s[1]}", peak_memory(s)) for s in SHAPES]
+    dag = dag_build_time()
+    e2e = [] if args.quick else [("default workflow (config/config.yaml), wall", workflow_time("config/config.yaml")),
+                                 ("smoke workflow (config/smoke.yaml), wall", workflow_time("config/smoke.yaml"))]
+    write_doc(Path(args.out), rows, memory, dag, e2e)
+    print(Path(args.out).read_text())
+
+
+if __name__ == "__main__":
+    main()
