@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -132,12 +131,13 @@ def throughput(repeats: int, steps: int) -> list[dict]:
 
 
 def peak_memory(shape) -> float:
-    """Peak resident memory (MiB) of a fresh process doing 5 training steps plus a full probe."""
-    code = (f"import sys, resource, tempfile; sys.path[:0] = [{str(ROOT / 'src')!r}, {str(Path(__file__).parent)!r}];"
+    """Peak resident memory (MiB, VmHWM: ru_maxrss would carry the parent's over the exec) of a
+    fresh process doing 5 training steps plus a full probe."""
+    code = (f"import sys, tempfile; sys.path[:0] = [{str(ROOT / 'src')!r}, {str(Path(__file__).parent)!r}];"
             "from bench import shape_config; from lnstab.train import Run;"
             f"run = Run(shape_config(*{shape!r}, probes=True), tempfile.mkdtemp(), verbose=False);"
             "[run.train_step() for _ in range(5)]; run.run_probe();"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            "print([int(l.split()[1]) / 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -215,6 +215,10 @@ def write_doc(path: Path, rows, memory, dag, e2e):
     lines.append(f"| dry run (`snakemake -n`) of a {dag[0]:,}-run grid: DAG build | {dag[1]:.1f} |")
     for name, secs in e2e:
         lines.append(f"| {name} | {secs:.0f} |")
+    lines += ["", "Where the SLURM client tools are installed but no controller answers, the SLURM executor",
+              "plugin adds about 10 s to every Snakemake start (it queries slurmctld's configuration);",
+              "the numbers above were taken with the single-node controller of `scripts/slurm-up.sh` up,",
+              "or without SLURM installed."]
     lines += ["", "## GPU", "",
               "Not measured here: the reference machine has no GPU. On a GPU, set `train.device: cuda`,",
               "`train.precision: bf16`, `train.tf32: true` (and optionally `train.compile: true`); each",

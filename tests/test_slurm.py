@@ -23,8 +23,10 @@ SLURM_ARGS = ["--workflow-profile", "profiles/slurm", "--set-resources", "train:
 TABLES = ["runs.csv", "growth.csv", "claims.csv", "metrics.csv", "probes.csv", "bounds.csv"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def slurm_cluster():
+    # session-wide: while SLURM is installed, the SLURM plugin asks slurmctld for its config at
+    # every Snakemake start, which waits ~10 s when no controller runs; keep it up until the end
     if shutil.which("apt-get") is None and shutil.which("sbatch") is None:
         pytest.skip("SLURM cannot be installed here: no sbatch and no apt-get")
     if os.geteuid() != 0 and shutil.which("sbatch") is None:

@@ -140,9 +140,8 @@ def bound_rows(model: GPT, measured: dict) -> list[dict]:
     fb = forward_bounds(model, hidden[0])
     rtol = roundoff_allowance(K)
     rows = []
-    for k, h in enumerate(hidden):
+    for k, m in enumerate(measured["moments"]):
         point, layer = point_of(k)
-        m = moments(h)
         for q in FORWARD_QUANTITIES:
             rows.append(_row(point, layer, k, q, m[q], float("nan"), fb[q][k], True, rtol))
     if measured["jac_branch"]:

@@ -83,7 +83,7 @@ class Residual(nn.Module):
         return self.ln_out(y) if self.placement == "peri" else y
 
     def forward(self, x):
-        x = x + self.dt * self.branch(x)
+        x = torch.add(x, self.branch(x), alpha=self.dt)  # x + dt * branch(x), one fused op
         return self.ln_out(x) if self.placement == "post" else x
 
 

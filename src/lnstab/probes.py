@@ -110,7 +110,7 @@ def ln_jacobian_factor(ln: LayerNorm, u: torch.Tensor) -> float:
 
 def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: int = 20,
           jacobian_tol: float = 1e-4) -> dict:
-    """Measure one probe batch. Returns {'rows': [...], 'hidden': [x^(k)], 'loss': float,
+    """Measure one probe batch. Returns {'rows': [...], 'hidden': [x^(k)], 'moments': [{...}], 'loss': float,
     'adjoint': [||p^(k)||], 'jac_branch': [...], 'jac_step': [...]} (the last two empty when
     jacobian_iters is 0). Rows are dicts with point, layer, sublayer, quantity, value."""
     was_training = model.training
@@ -126,10 +126,10 @@ def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: 
     def add(point, layer, k, quantity, value):
         rows.append({"point": point, "layer": layer, "sublayer": k, "quantity": quantity, "value": value})
 
-    adjoint_norms = []
+    adjoint_norms, hidden_moments = [], [moments(h) for h in hidden]
     for k, (h, p) in enumerate(zip(hidden, adjoints)):
         point, layer = point_of(k)
-        for q, v in moments(h).items():
+        for q, v in hidden_moments[k].items():
             add(point, layer, k, q, v)
         adjoint_norms.append(p.double().norm().item())
         add(point, layer, k, "adjoint_norm", adjoint_norms[-1])
@@ -168,5 +168,5 @@ def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: 
                 if r.placement == "post":
                     add(point, layer, k + 1, "ln_out_jac_factor", ln_jacobian_factor(r.ln_out, x + r.dt * r.f(x)))
     model.train(was_training)
-    return {"rows": rows, "hidden": hidden, "loss": loss.item(), "adjoint": adjoint_norms,
+    return {"rows": rows, "hidden": hidden, "moments": hidden_moments, "loss": loss.item(), "adjoint": adjoint_norms,
             "jac_branch": jac_branch, "jac_step": jac_step}
