@@ -15,6 +15,7 @@ probe batch (drawn once). A run killed at any moment resumes from ckpt.pt bit-id
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import platform
@@ -410,8 +411,6 @@ def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True) -> dict:
         run.load(ckpt)
         if run.status != "running" and done.exists():
             run.log(f"{out} is already {run.status}; nothing to do")
-            import json
-
             return json.loads(done.read_text())
         run.log(f"resuming {out} from step {run.step}")
     else:
