@@ -29,7 +29,6 @@ rule train:
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
         gpu=config["resources"]["train"]["gpu"],
-    retries: 1
     conda:
         CONDA_ENV
     script:
