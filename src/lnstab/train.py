@@ -190,7 +190,8 @@ class Run:
         self.write_tables()
 
     def load(self, path: Path) -> None:
-        ck = torch.load(path, map_location=self.device, weights_only=False)
+        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
+        ck = torch.load(path, map_location="cpu", weights_only=False)
         if ck["config"] != self.cfg.to_dict():
             diff = _diff_keys(ck["config"], self.cfg.to_dict())
             raise ConfigError(f"{path} was written with a different config ({', '.join(diff)}); "
