@@ -6,7 +6,7 @@ import torch
 
 from lnstab.config import ModelConfig
 from lnstab.model import GPT
-from lnstab.probes import moments, operator_norm, probe
+from lnstab.probes import moments, operator_norms, probe, spectral_norms
 from lnstab.train import TIMING_COLUMNS, train
 
 from conftest import tiny_config
@@ -66,16 +66,54 @@ def test_probe_leaves_grads_and_rng_alone():
     assert torch.equal(state, torch.get_rng_state())
 
 
-def test_power_iteration_approaches_the_exact_norm_from_below():
+def exact_block_norms(fn, x):
+    """Norm of the full Jacobian of fn at x (all sequences together), by SVD."""
+    J = torch.autograd.functional.jacobian(fn, x).reshape(x.numel(), x.numel())
+    return torch.linalg.svdvals(J).max().item()
+
+
+def test_lanczos_reaches_the_exact_norm_from_below():
     torch.manual_seed(0)
-    A = torch.randn(12, 12, dtype=torch.float64)
-    fn = lambda x: torch.tanh(x @ A.T)  # noqa: E731
-    x = torch.randn(3, 12, dtype=torch.float64)
-    J = torch.autograd.functional.jacobian(fn, x).reshape(36, 36)
-    exact = torch.linalg.svdvals(J).max().item()
-    est = operator_norm(fn, x, iters=200, tol=0.0)
-    assert est <= exact * (1 + 1e-9)
-    assert est == pytest.approx(exact, rel=1e-3)
+    A, B = torch.randn(12, 12, dtype=torch.float64), torch.randn(12, 12, dtype=torch.float64) * 3
+    fns = [lambda x: torch.tanh(x @ A.T), lambda x: torch.sin(x @ B.T) * x]  # noqa: E731
+    xs = [torch.randn(3, 12, dtype=torch.float64), torch.randn(3, 12, dtype=torch.float64)]
+    exact = [exact_block_norms(f, x) for f, x in zip(fns, xs)]
+    few = operator_norms(fns, xs, iters=4, tol=0.0)
+    full = operator_norms(fns, xs, iters=100, tol=0.0)  # capped at 12 = a sequence's entries
+    for e, lo, hi in zip(exact, few, full):
+        assert lo <= hi * (1 + 1e-12) and hi <= e * (1 + 1e-9)
+        assert hi == pytest.approx(e, rel=1e-8)
+
+
+def test_lanczos_stops_at_its_tolerance_and_beats_power_iteration():
+    """A 256-entry block whose singular values fill [0.5, 1] evenly (no gap to exploit): after 16
+    products Lanczos is within 0.1% of the norm, power iteration with the same 16 is over 1% low."""
+    torch.manual_seed(1)
+    U, _ = torch.linalg.qr(torch.randn(256, 256, dtype=torch.float64))
+    s = torch.linspace(1.0, 0.5, 256, dtype=torch.float64)
+    A = U @ torch.diag(s) @ U.T
+    fn = lambda x: x @ A  # noqa: E731
+    x = torch.zeros(1, 256, dtype=torch.float64)
+    est = operator_norms([fn], [x], iters=16, tol=0.0)[0]
+    v = torch.randn(256, dtype=torch.float64)
+    for _ in range(16):
+        v = A @ (A @ v)
+        v = v / v.norm()
+    power = (A @ v).norm().item()
+    assert power < est <= 1.0 + 1e-12
+    assert est == pytest.approx(1.0, rel=1e-3) and power < 0.99
+    loose = operator_norms([fn], [x], iters=200, tol=1e-2)[0]
+    assert 0.99 <= loose <= 1.0 + 1e-12
+
+
+def test_spectral_norms_equal_svd_on_adversarial_matrices():
+    torch.manual_seed(2)
+    u, v = torch.randn(64, 1), torch.randn(1, 256)
+    mats = [torch.randn(64, 256), torch.randn(256, 64) * 1e3, u @ v,  # wide, tall, rank one
+            torch.diag(torch.logspace(-6, 2, 32)), torch.zeros(5, 7), torch.randn(64, 256)]
+    got = spectral_norms(mats)
+    want = [torch.linalg.svdvals(m.double()).max().item() for m in mats]
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-300)
 
 
 def _model_columns(df):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .model import GPT, LayerNorm, Residual
-from .probes import ln_stats, moments, point_of, spectral_norm
+from .probes import ln_stats, moments, point_of, spectral_norms
 
 FORWARD_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm")
 FP32_UNIT_ROUNDOFF = 2.0 ** -24
@@ -52,23 +52,38 @@ def _bias_norm(lin: torch.nn.Linear, rows: slice | None = None) -> float:
     return (b[rows] if rows is not None else b).norm().item()
 
 
-def branch_gain(r: Residual, u_max: float) -> float:
-    """Upper bound on ||F(u_t)|| for every token t, given max_j ||u_j|| <= u_max over the sequence.
+def branch_norms(subs: list[Residual]) -> list[tuple[list[float], list[float], float, float]]:
+    """For every sub-layer branch F: (norms of its input maps, norms of their biases, ||W_out||,
+    ||c_out||). The input maps are the MLP's W1, or the value map W_V^h of each attention head
+    (queries and keys only set convex weights). Spectral norms in one batched call."""
+    pieces = []
+    for r in subs:
+        f = r.f
+        if hasattr(f, "fc"):
+            pieces.append(([f.fc.weight], [_bias_norm(f.fc)], f.proj))
+            continue
+        C = f.qkv.weight.shape[1]
+        hd = C // f.n_head
+        heads = [slice(2 * C + h * hd, 2 * C + (h + 1) * hd) for h in range(f.n_head)]
+        pieces.append(([f.qkv.weight[rows] for rows in heads], [_bias_norm(f.qkv, rows) for rows in heads], f.proj))
+    mats = [w for ins, _, out in pieces for w in ins + [out.weight]]
+    norms = iter(spectral_norms(mats))
+    out = []
+    for ins, biases, proj in pieces:
+        in_norms = [next(norms) for _ in ins]
+        out.append((in_norms, biases, next(norms), _bias_norm(proj)))
+    return out
 
-    MLP: ||W2|| (||W1|| u + ||c1||) + ||c2||   (|gelu(a)| <= |a|)
-    attention: each head is a convex combination of W_V^h u_j + c_V^h (causal softmax), so
-    ||head_h|| <= ||W_V^h|| u + ||c_V^h||; heads concatenate, then ||W_O|| (.) + ||c_O||."""
-    f = r.f
-    if hasattr(f, "fc"):
-        hid = spectral_norm(f.fc.weight) * u_max + _bias_norm(f.fc)
-        return spectral_norm(f.proj.weight) * hid + _bias_norm(f.proj)
-    C = f.qkv.weight.shape[1]
-    hd = C // f.n_head
-    heads_sq = 0.0
-    for h in range(f.n_head):
-        rows = slice(2 * C + h * hd, 2 * C + (h + 1) * hd)
-        heads_sq += (spectral_norm(f.qkv.weight[rows]) * u_max + _bias_norm(f.qkv, rows)) ** 2
-    return spectral_norm(f.proj.weight) * math.sqrt(heads_sq) + _bias_norm(f.proj)
+
+def branch_gain(norms: tuple[list[float], list[float], float, float], u_max: float) -> float:
+    """Upper bound on ||F(u_t)|| for every token t, given max_j ||u_j|| <= u_max over the sequence
+    and the branch's ``branch_norms``:  ||W_out|| sqrt(sum_h (||W_h|| u_max + ||c_h||)^2) + ||c_out||.
+
+    MLP (one input map): ||W2|| (||W1|| u + ||c1||) + ||c2||   (|gelu(a)| <= |a|).
+    Attention: each head is a convex combination of W_V^h u_j + c_V^h (causal softmax), so
+    ||head_h|| <= ||W_V^h|| u + ||c_V^h||; the heads concatenate, then W_O."""
+    in_norms, in_biases, out_norm, out_bias = norms
+    return out_norm * math.sqrt(sum((w * u_max + c) ** 2 for w, c in zip(in_norms, in_biases))) + out_bias
 
 
 @torch.no_grad()
@@ -88,6 +103,7 @@ def forward_bounds(model: GPT, x0: torch.Tensor) -> dict[str, np.ndarray]:
     for q in FORWARD_QUANTITIES:
         out[q][0] = start[q]
     max_norm = x0.double().norm(dim=-1).max().item()  # running bound on max_t ||x_t|| ("none")
+    gains = branch_norms(subs) if placement in ("pre", "none") else []
     for k, r in enumerate(subs, start=1):
         if placement == "post":
             for q, v in _ln_slopes(r.ln_out, d).items():
@@ -97,7 +113,7 @@ def forward_bounds(model: GPT, x0: torch.Tensor) -> dict[str, np.ndarray]:
             inc = _ln_slopes(r.ln_out, d)
         else:
             u_max = _ln_slopes(r.ln_in, d)["mean_norm"] if placement == "pre" else max_norm
-            c = branch_gain(r, u_max)  # per-token ||increment|| / dt
+            c = branch_gain(gains[k - 1], u_max)  # per-token ||increment|| / dt
             max_norm += dt * c
             # (1/d)||y||_1, std over entries and data-wise std are all <= ||y|| / sqrt(d)
             inc = {"mean_norm": c, "mean_abs": c / math.sqrt(d), "var_entry": c / math.sqrt(d),

@@ -231,8 +231,9 @@ class Run:
         x, y = (t.to(self.device) for t in self.probe_batch)
         # probes run in float32 whatever the training precision: they measure the model itself
         pc = self.cfg.probe
-        at_ends = self.step in (0, self.cfg.train.steps)
-        iters = pc.jacobian_iters if (pc.jacobian_every_probe or at_ends) else 0
+        # Jacobian norms cost ~jacobian_iters training steps: by default only for the trained weights
+        at_final = self.step == self.cfg.train.steps
+        iters = pc.jacobian_iters if (pc.jacobian_every_probe or at_final) else 0
         result = probe(self.model, x, y, iters, pc.jacobian_tol)
         for r in result["rows"]:
             self.probe_rows.append({"step": self.step, **r})
