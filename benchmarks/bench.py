@@ -1,14 +1,15 @@
 """Benchmark: training throughput of lnstab against a plain PyTorch GPT, probe cost, peak memory,
 end-to-end workflow times and the DAG build time of a 1,000-run grid. Writes docs/benchmarks.md.
 
-    make bench                      # everything (about 10 minutes on 2 cores)
+    make bench                           # everything (about 15 minutes on 2 cores)
     python benchmarks/bench.py --quick   # throughput and memory only, fewer repeats
 
-(a) lnstab, probes off; (b) lnstab with probes at the default cadence (probe.interval 50 over the
-default 200 steps: 5 probes, Jacobian norms at the first and last); (c) the baseline in
-baseline_gpt.py. (a) and (c) are timed alternately in one process (c, a, c, ...) and each (a) is
-divided by the mean of the two (c) around it. (b) per step = (a) + the measured cost of the
-default probe schedule spread over 200 steps; (b)/(a) is reported with the same repeats.
+Every run uses lnstab's default config (`lnstab show-config`) with only the shape changed.
+(a) lnstab, probes off; (b) lnstab with probes at the default cadence; (c) the baseline in
+baseline_gpt.py, doing the same work per step. Each repeat times, in one process and in this
+order, (c), (a), (c), one plain probe and one probe with Jacobian norms; (a) is divided by the
+mean of the two (c) around it, and (b) per step is that repeat's (a) plus its probe times spread
+over the default run: (n_plain * plain + n_jacobian * jacobian) / steps.
 """
 from __future__ import annotations
 
@@ -31,19 +32,25 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from baseline_gpt import PlainGPT  # noqa: E402
-from lnstab.config import load_config  # noqa: E402
+from lnstab.bounds import bound_rows  # noqa: E402
+from lnstab.config import RunConfig, load_config  # noqa: E402
 from lnstab.data import get_batch  # noqa: E402
-from lnstab.train import Run, lr_at  # noqa: E402
+from lnstab.probes import probe  # noqa: E402
+from lnstab.train import Run, lr_at, probe_steps  # noqa: E402
 
 SHAPES = [(6, 64, 4), (12, 128, 4), (24, 128, 4), (48, 256, 8)]  # n_layer, d_model, n_head
-BATCH, CONTEXT = 8, 64
-DEFAULT_STEPS, DEFAULT_INTERVAL = 200, 50
+DEFAULTS = RunConfig()
 
 
 def shape_config(n_layer, d, heads, probes=False):
     return load_config(None, [f"model.n_layer={n_layer}", f"model.d_model={d}", f"model.n_head={heads}",
-                              f"model.block_size={CONTEXT}", f"train.batch_size={BATCH}",
                               f"probe.enabled={str(probes).lower()}", "train.threads=1"])
+
+
+def probe_schedule(cfg: RunConfig) -> tuple[int, int]:
+    """(plain probes, probes with Jacobian norms) in one default run."""
+    n = len(probe_steps(cfg))
+    return (0, n) if cfg.probe.jacobian_every_probe else (n - 1, 1)
 
 
 def time_steps(step, n) -> float:
@@ -57,44 +64,41 @@ def baseline_stepper(run: Run):
     """The same work per step as Run.train_step, on the plain model: lr, batch, AdamW, clipping."""
     cfg = run.cfg
     torch.manual_seed(0)
-    model = PlainGPT(cfg.model.vocab_size, CONTEXT, cfg.model.d_model, cfg.model.n_head, cfg.model.n_layer)
+    model = PlainGPT(cfg.model.vocab_size, cfg.model.block_size, cfg.model.d_model, cfg.model.n_head,
+                     cfg.model.n_layer)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     other = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
-                            lr=cfg.train.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.train.weight_decay},
+                             {"params": other, "weight_decay": 0.0}],
+                            lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2))
     gen = torch.Generator().manual_seed(0)
     state = {"step": 0}
 
     def step():
         for g in opt.param_groups:
             g["lr"] = lr_at(state["step"], cfg)
-        x, y = get_batch(run.corpus.train, BATCH, CONTEXT, gen)
+        x, y = get_batch(run.corpus.train, cfg.train.batch_size, cfg.model.block_size, gen)
         loss = model(x, y)
         loss.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip).item()
         opt.step()
         state["step"] += 1
 
     return step
 
 
-def probe_costs(run: Run, repeats: int) -> tuple[float, float]:
-    """Seconds for one probe without and with Jacobian norms (median of repeats)."""
-    from lnstab.probes import probe
-    from lnstab.bounds import bound_rows
-
+def probe_time(run: Run, jacobian_iters: int) -> float:
+    """Seconds for one probe plus its bound rows, as Run.run_probe does them."""
     x, y = run.probe_batch
-    out = []
-    for iters in (0, run.cfg.probe.jacobian_iters):
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            bound_rows(run.model, probe(run.model, x, y, iters, run.cfg.probe.jacobian_tol))
-            times.append(time.perf_counter() - t0)
-        out.append(statistics.median(times))
-    return out[0], out[1]
+    t0 = time.perf_counter()
+    bound_rows(run.model, probe(run.model, x, y, jacobian_iters, run.cfg.probe.jacobian_tol))
+    return time.perf_counter() - t0
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def throughput(repeats: int, steps: int) -> list[dict]:
@@ -103,28 +107,31 @@ def throughput(repeats: int, steps: int) -> list[dict]:
     for n_layer, d, heads in SHAPES:
         with tempfile.TemporaryDirectory() as tmp:
             run = Run(shape_config(n_layer, d, heads), tmp, verbose=False)
+        cfg = run.cfg
+        n_plain, n_jac = probe_schedule(cfg)
         base = baseline_stepper(run)
-        time_steps(run.train_step, 3), time_steps(base, 3)  # warm up both
-        ratios_a, times_a, times_c = [], [], []
+        time_steps(run.train_step, 2), time_steps(base, 2), probe_time(run, 0)  # warm up
+        n = max(2, steps // (1 + n_layer // 12))  # fewer steps per repeat for the deep shapes
+        ratio_a, ratio_b, times_a, times_c, plain, jac = [], [], [], [], [], []
         for _ in range(repeats):
-            c1 = time_steps(base, steps)
-            a = time_steps(run.train_step, steps)
-            c2 = time_steps(base, steps)
-            ratios_a.append(a / ((c1 + c2) / 2))
+            c1 = time_steps(base, n)
+            a = time_steps(run.train_step, n)
+            c2 = time_steps(base, n)
+            p, j = probe_time(run, 0), probe_time(run, cfg.probe.jacobian_iters)
+            b = a + (n_plain * p + n_jac * j) / cfg.train.steps
+            ratio_a.append(a / ((c1 + c2) / 2))
+            ratio_b.append(b / a)
             times_a.append(a)
             times_c += [c1, c2]
-        t_probe, t_probe_jac = probe_costs(run, max(2, repeats // 2))
-        n_probes = DEFAULT_STEPS // DEFAULT_INTERVAL + 1
-        schedule = (n_probes - 2) * t_probe + 2 * t_probe_jac  # seconds per default run
-        ratios_b = [1 + schedule / (DEFAULT_STEPS * a) for a in times_a]
-        a_med = statistics.median(times_a)
+            plain.append(p)
+            jac.append(j)
+        tokens = cfg.train.batch_size * cfg.model.block_size
         rows.append({
             "shape": f"L{n_layer} d{d}", "params_M": run.model.num_params() / 1e6,
-            "ms_step_a": 1000 * a_med, "ms_step_c": 1000 * statistics.median(times_c),
-            "tok_s_a": BATCH * CONTEXT / a_med,
-            "a_over_c": statistics.median(ratios_a), "a_over_c_min": min(ratios_a), "a_over_c_max": max(ratios_a),
-            "b_over_a": statistics.median(ratios_b), "b_over_a_min": min(ratios_b), "b_over_a_max": max(ratios_b),
-            "probe_ms": 1000 * t_probe, "probe_jac_ms": 1000 * t_probe_jac,
+            "ms_step_a": 1000 * statistics.median(times_a), "ms_step_c": 1000 * statistics.median(times_c),
+            "tok_s_a": tokens / statistics.median(times_a), "tok_s_c": tokens / statistics.median(times_c),
+            "a_over_c": spread(ratio_a), "b_over_a": spread(ratio_b),
+            "probe_ms": 1000 * statistics.median(plain), "probe_jac_ms": 1000 * statistics.median(jac),
         })
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
@@ -185,28 +192,38 @@ def machine() -> str:
 
 
 def write_doc(path: Path, rows, memory, dag, e2e):
+    c = DEFAULTS
+    n_plain, n_jac = probe_schedule(c)
+
+    def ratio(r):
+        return f"{r['median']:.3f} [{r['min']:.3f}, {r['max']:.3f}]"
+
     lines = [
         "# Benchmarks",
         "",
         "Generated by `make bench` (`benchmarks/bench.py`); do not edit by hand.",
         "",
-        f"Machine: {machine()}. Batch {BATCH} x context {CONTEXT} tokens, fp32.",
+        f"Machine: {machine()}.",
         "",
         "## Training throughput",
         "",
-        "(a) lnstab, probes off; (b) lnstab, probes at the default cadence (5 probes per 200 steps,",
-        "Jacobian norms at the first and last); (c) plain PyTorch GPT (`benchmarks/baseline_gpt.py`).",
-        "Ratios are time per step: below 1 means faster than the reference. Median [min, max] over",
-        "repeats, (a) and (c) alternating in one process.",
+        f"lnstab's default config with only the shape changed: batch {c.train.batch_size} x context "
+        f"{c.model.block_size} tokens, fp32, {c.train.steps} steps; probes every {c.probe.interval} steps on "
+        f"{c.probe.batch_size} sequences ({n_plain} plain probes and {n_jac} with Jacobian norms, "
+        f"{c.probe.jacobian_iters} Lanczos products, per run).",
+        "(a) lnstab, probes off; (b) lnstab, probes at that cadence; (c) plain PyTorch GPT",
+        "(`benchmarks/baseline_gpt.py`). Ratios are time per step: below 1 means faster than the",
+        "reference. Median [min, max] over repeats; each repeat times (c), (a), (c), a plain probe and",
+        "a Jacobian probe in one process.",
         "",
-        "| shape | params (M) | ms/step (a) | ms/step (c) | tokens/s (a) | (a)/(c) | (b)/(a) | probe ms (no Jacobian / with) |",
+        "| shape | params (M) | ms/step (a) | ms/step (c) | tokens/s (a) | (a)/(c) | (b)/(a) | probe ms: plain / with Jacobian |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(f"| {r['shape']} | {r['params_M']:.2f} | {r['ms_step_a']:.1f} | {r['ms_step_c']:.1f} | "
-                     f"{r['tok_s_a']:,.0f} | {r['a_over_c']:.3f} [{r['a_over_c_min']:.3f}, {r['a_over_c_max']:.3f}] | "
-                     f"{r['b_over_a']:.3f} [{r['b_over_a_min']:.3f}, {r['b_over_a_max']:.3f}] | "
-                     f"{r['probe_ms']:.0f} / {r['probe_jac_ms']:.0f} |")
+                     f"{r['tok_s_a']:,.0f} | {ratio(r['a_over_c'])} | {ratio(r['b_over_a'])} | "
+                     f"{r['probe_ms']:.0f} / {r['probe_jac_ms']:.0f} "
+                     f"({r['probe_ms'] / r['ms_step_a']:.1f} / {r['probe_jac_ms'] / r['ms_step_a']:.1f} steps) |")
     lines += ["", "Targets: (a)/(c) <= 1, (b)/(a) <= 1.05.", "", "## Peak memory", "",
               "Peak resident memory of a process doing 5 training steps and a full probe (MiB).", "",
               "| shape | peak RSS (MiB) |", "| --- | --- |"]

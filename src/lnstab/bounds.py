@@ -52,10 +52,12 @@ def _bias_norm(lin: torch.nn.Linear, rows: slice | None = None) -> float:
     return (b[rows] if rows is not None else b).norm().item()
 
 
-def branch_norms(subs: list[Residual]) -> list[tuple[list[float], list[float], float, float]]:
+def branch_norms(subs: list[Residual], known: dict[int, float] | None = None
+                 ) -> list[tuple[list[float], list[float], float, float]]:
     """For every sub-layer branch F: (norms of its input maps, norms of their biases, ||W_out||,
     ||c_out||). The input maps are the MLP's W1, or the value map W_V^h of each attention head
-    (queries and keys only set convex weights). Spectral norms in one batched call."""
+    (queries and keys only set convex weights). Spectral norms in one batched call, except those
+    in ``known`` (id of a parameter -> its spectral norm, as the probe measured it)."""
     pieces = []
     for r in subs:
         f = r.f
@@ -66,8 +68,11 @@ def branch_norms(subs: list[Residual]) -> list[tuple[list[float], list[float], f
         hd = C // f.n_head
         heads = [slice(2 * C + h * hd, 2 * C + (h + 1) * hd) for h in range(f.n_head)]
         pieces.append(([f.qkv.weight[rows] for rows in heads], [_bias_norm(f.qkv, rows) for rows in heads], f.proj))
+    known = known or {}
     mats = [w for ins, _, out in pieces for w in ins + [out.weight]]
-    norms = iter(spectral_norms(mats))
+    todo = [w for w in mats if id(w) not in known]
+    computed = iter(spectral_norms(todo))
+    norms = iter([known[id(w)] if id(w) in known else next(computed) for w in mats])
     out = []
     for ins, biases, proj in pieces:
         in_norms = [next(norms) for _ in ins]
@@ -87,10 +92,12 @@ def branch_gain(norms: tuple[list[float], list[float], float, float], u_max: flo
 
 
 @torch.no_grad()
-def forward_bounds(model: GPT, x0: torch.Tensor) -> dict[str, np.ndarray]:
+def forward_bounds(model: GPT, x0: torch.Tensor, weight_norms: dict[str, float] | None = None
+                   ) -> dict[str, np.ndarray]:
     """Upper bounds on the moments of x^(k), k = 0..K, for embeddings x0 of shape (B, T, d).
-
-    Returned as the moments themselves (variances squared back), arrays of length K+1."""
+    ``weight_norms`` (parameter name -> spectral norm, from a probe of the same weights) saves
+    recomputing them. Returned as the moments themselves (variances squared back), arrays of
+    length K+1."""
     m0 = moments(x0)
     d = x0.shape[-1]
     subs = model.sublayers()
@@ -103,7 +110,8 @@ def forward_bounds(model: GPT, x0: torch.Tensor) -> dict[str, np.ndarray]:
     for q in FORWARD_QUANTITIES:
         out[q][0] = start[q]
     max_norm = x0.double().norm(dim=-1).max().item()  # running bound on max_t ||x_t|| ("none")
-    gains = branch_norms(subs) if placement in ("pre", "none") else []
+    known = {id(p): weight_norms[n] for n, p in model.named_parameters() if n in (weight_norms or {})}
+    gains = branch_norms(subs, known) if placement in ("pre", "none") else []
     for k, r in enumerate(subs, start=1):
         if placement == "post":
             for q, v in _ln_slopes(r.ln_out, d).items():
@@ -153,7 +161,7 @@ def bound_rows(model: GPT, measured: dict) -> list[dict]:
     violation (tests check it against exact Jacobians)."""
     hidden = measured["hidden"]
     K = len(hidden) - 1
-    fb = forward_bounds(model, hidden[0])
+    fb = forward_bounds(model, hidden[0], measured.get("weight_norms"))
     rtol = roundoff_allowance(K)
     rows = []
     for k, m in enumerate(measured["moments"]):

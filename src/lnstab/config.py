@@ -69,8 +69,8 @@ class ProbeConfig:
     enabled: bool = True
     interval: int = 50  # probe every N steps; step 0 and the final step always; 0: only those
     batch_size: int = 8  # sequences in the fixed probe batch
-    jacobian_iters: int = 16  # Lanczos products (J^T J v) per sub-layer Jacobian norm; 0 skips
-    jacobian_tol: float = 1e-3  # stop early when every residual bound is below this (relative)
+    jacobian_iters: int = 32  # at most this many Lanczos products (J^T J v) per Jacobian norm; 0 skips
+    jacobian_tol: float = 0.03  # a sub-layer stops once its Lanczos residual bounds are below this (relative)
     jacobian_every_probe: bool = False  # False: Jacobian norms at the final step only (trained weights)
 
 

@@ -46,6 +46,11 @@ def stacked_moments(xs: list[torch.Tensor], chunk: int = 16) -> list[dict[str, f
     return out
 
 
+def norm64(t: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm accumulated in float64, without a float64 copy of t."""
+    return torch.linalg.vector_norm(t.detach(), dtype=torch.float64)
+
+
 def point_of(k: int) -> tuple[str, int]:
     """Probe point name and block index of x^(k)."""
     if k == 0:
@@ -95,60 +100,81 @@ def spectral_norms(mats: list[torch.Tensor]) -> list[float]:
     return out
 
 
+class _Lanczos:
+    """One Lanczos process on J^T J per sequence of one function's input (batched over dim 0)."""
+
+    def __init__(self, q: torch.Tensor):
+        self.ndim = q.ndim
+        self.q = q / self._per_seq(self.dot(q, q).sqrt())
+        self.q_prev = torch.zeros_like(q)
+        self.beta = torch.zeros(q.shape[0], dtype=q.dtype, device=q.device)
+        self.alphas: list[torch.Tensor] = []
+        self.betas: list[torch.Tensor] = []
+        self.theta = torch.zeros(q.shape[0], dtype=torch.float64)  # top Ritz value per sequence
+
+    def _per_seq(self, t: torch.Tensor) -> torch.Tensor:
+        return t.view(-1, *[1] * (self.ndim - 1))
+
+    @staticmethod
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a * b).flatten(1).sum(1)
+
+    def step(self, w: torch.Tensor, tol: float) -> bool:
+        """Take w = J^T J q; True once every sequence's residual bound is below tol (relative)."""
+        alpha = self.dot(w, self.q)
+        w = w - self._per_seq(alpha) * self.q - self._per_seq(self.beta) * self.q_prev
+        self.beta = self.dot(w, w).sqrt()
+        self.alphas.append(alpha.double().cpu())
+        T = torch.diag_embed(torch.stack(self.alphas, -1))
+        if self.betas:
+            off = torch.diag_embed(torch.stack(self.betas, -1), offset=1)
+            T = T + off + off.transpose(-1, -2)
+        evals, evecs = torch.linalg.eigh(T)
+        self.theta = evals[:, -1]
+        # beta_j |s_j|: some eigenvalue of J^T J lies within it of the Ritz value
+        residual = self.beta.double().cpu() * evecs[:, -1, -1].abs()
+        self.betas.append(self.beta.double().cpu())
+        beta = self._per_seq(self.beta)
+        self.q_prev, self.q = self.q, torch.where(beta > 0, w / beta.clamp_min(1e-30), 0.0)
+        return bool((residual <= tol * self.theta.abs()).all())
+
+    def norm(self) -> float:
+        return self.theta.clamp_min(0).sqrt().max().item()
+
+
 def operator_norms(fns: list, xs: list[torch.Tensor], iters: int, tol: float, seed: int = 0) -> list[float]:
     """Estimate ||J_i||, the norm of the Jacobian of fns[i] at xs[i], by Lanczos on J^T J.
 
     Every fn must act on each sequence (dim 0) separately, as every sub-layer does: J is then
     block diagonal, ||J|| is the largest block norm, and one Lanczos process runs per
-    (function, sequence), all on one autograd graph. The top Ritz value of a Lanczos process is a
-    Rayleigh quotient, so each estimate approaches the norm from below; Lanczos gets there in far
-    fewer products than power iteration (docs/bounds.md). J v comes from differentiating the
-    vector-Jacobian product J^T u with respect to u (double backward). A process stops after
-    ``iters`` products, or once its residual bound beta_j |s_j| (an eigenvalue of J^T J lies that
-    close to the Ritz value) is below ``tol`` relative, or after as many products as a block has
-    entries (exact in exact arithmetic). Its own generator: the training RNG is never touched."""
+    (function, sequence). The top Ritz value of a Lanczos process is a Rayleigh quotient, so each
+    estimate approaches the norm from below; Lanczos gets there in far fewer products than power
+    iteration (docs/bounds.md). All functions share one autograd graph: J v comes from
+    differentiating the vector-Jacobian product J^T u with respect to u (double backward), and a
+    function whose processes have all converged leaves the products. A process stops once its
+    residual bound beta_j |s_j| is below ``tol`` relative to its Ritz value, after ``iters``
+    products, or after as many products as a sequence has entries (exact in exact arithmetic).
+    Its own generator: the training RNG is never touched."""
     if not xs:
         return []
-    shape = (len(xs),) + tuple(xs[0].shape)  # (functions, sequences, ...): every x has one shape
-    iters = min(iters, xs[0][0].numel())
-
-    def per_block(t: torch.Tensor) -> torch.Tensor:  # (functions, sequences) -> broadcastable
-        return t.view(*t.shape, *[1] * (len(shape) - 2))
-
-    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a * b).flatten(2).sum(-1)
-
+    iters = min(iters, min(x[0].numel() for x in xs))
     gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(shape, generator=gen, dtype=xs[0].dtype).to(xs[0].device)
-    q = q / per_block(dot(q, q).sqrt())
-    q_prev, beta = torch.zeros_like(q), torch.zeros(shape[:2], dtype=q.dtype, device=q.device)
-    alphas, betas = [], []
-    theta = torch.zeros(shape[:2], dtype=torch.float64)
+    procs = [_Lanczos(torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)) for x in xs]
     # sdpa's fused CPU kernel has no double backward; the math backend is the same function
     with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
         xs = [x.detach().requires_grad_(True) for x in xs]
         ys = [fn(x) for fn, x in zip(fns, xs)]
         us = [torch.zeros_like(y, requires_grad=True) for y in ys]
         jt_us = torch.autograd.grad(ys, xs, us, create_graph=True)  # linear in u: J^T u
+        active = list(range(len(xs)))
         for _ in range(iters):
-            jv = torch.autograd.grad(jt_us, us, list(q), retain_graph=True)
-            w = torch.stack(torch.autograd.grad(ys, xs, jv, retain_graph=True))  # J^T J q
-            alpha = dot(w, q)
-            w = w - per_block(alpha) * q - per_block(beta) * q_prev
-            beta = dot(w, w).sqrt()
-            alphas.append(alpha.double().cpu())
-            T = torch.diag_embed(torch.stack(alphas, -1))
-            if betas:
-                off = torch.diag_embed(torch.stack(betas, -1), offset=1)
-                T = T + off + off.transpose(-1, -2)
-            evals, evecs = torch.linalg.eigh(T)  # Ritz values of every process at once
-            theta = evals[..., -1]
-            residual = beta.double().cpu() * evecs[..., -1, -1].abs()
-            if bool((residual <= tol * theta.abs()).all()):
+            jv = torch.autograd.grad([jt_us[i] for i in active], [us[i] for i in active],
+                                     [procs[i].q for i in active], retain_graph=True)
+            w = torch.autograd.grad([ys[i] for i in active], [xs[i] for i in active], jv, retain_graph=True)
+            active = [i for i, wi in zip(active, w) if not procs[i].step(wi, tol)]
+            if not active:
                 break
-            betas.append(beta.double().cpu())
-            q_prev, q = q, torch.where(per_block(beta) > 0, w / per_block(beta.clamp_min(1e-30)), 0.0)
-    return theta.clamp_min(0).sqrt().amax(dim=1).tolist()
+    return [p.norm() for p in procs]
 
 
 @torch.no_grad()
@@ -159,11 +185,11 @@ def ln_jacobian_factor(ln: LayerNorm, u: torch.Tensor) -> float:
     return (ln.weight.detach().abs().max().double() / torch.sqrt(var.min() + ln.eps)).item()
 
 
-def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: int = 20,
-          jacobian_tol: float = 1e-4) -> dict:
+def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: int = 32,
+          jacobian_tol: float = 0.03) -> dict:
     """Measure one probe batch. Returns {'rows': [...], 'hidden': [x^(k)], 'moments': [{...}], 'loss': float,
-    'adjoint': [||p^(k)||], 'jac_branch': [...], 'jac_step': [...]} (the last two empty when
-    jacobian_iters is 0). Rows are dicts with point, layer, sublayer, quantity, value."""
+    'adjoint': [||p^(k)||], 'weight_norms': {name: spectral norm}, 'jac_branch': [...], 'jac_step': [...]}
+    (the last two empty when jacobian_iters is 0). Rows are dicts with point, layer, sublayer, quantity, value."""
     was_training = model.training
     model.eval()
     hidden: list[torch.Tensor] = []
@@ -178,24 +204,24 @@ def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: 
         rows.append({"point": point, "layer": layer, "sublayer": k, "quantity": quantity, "value": value})
 
     hidden_moments = stacked_moments(hidden)
-    adjoint_norms = torch.stack([p.double().norm() for p in adjoints]).tolist()  # one host sync
+    adjoint_norms = torch.stack([norm64(p) for p in adjoints]).tolist()  # one host sync
     for k in range(len(hidden)):
         point, layer = point_of(k)
         for q, v in hidden_moments[k].items():
             add(point, layer, k, q, v)
         add(point, layer, k, "adjoint_norm", adjoint_norms[k])
 
-    matrices = [p for _, p in named if p.ndim == 2]
-    matrix_norms = dict(zip(map(id, matrices), spectral_norms(matrices)))
+    matrices = [(n, p) for n, p in named if p.ndim == 2]
+    weight_norms = dict(zip([n for n, _ in matrices], spectral_norms([p for _, p in matrices])))
     block_sq: dict[int, float] = {}
-    grad_norms = torch.stack([g.double().norm() for g in pgrads]).tolist()
+    grad_norms = torch.stack([norm64(g) for g in pgrads]).tolist()
     for (name, p), gn in zip(named, grad_norms):
         short, layer, k = param_location(name)
         add(short, layer, k, "grad_norm", gn)
         if layer >= 0:
             block_sq[layer] = block_sq.get(layer, 0.0) + gn ** 2
         if p.ndim == 2:
-            add(short, layer, k, "spectral_norm", matrix_norms[id(p)])
+            add(short, layer, k, "spectral_norm", weight_norms[name])
         if short.endswith("ln_in.weight") or short.endswith("ln_out.weight") or name == "ln_f.weight":
             ln = model.get_submodule(name.rsplit(".", 1)[0])
             for q, v in ln_stats(ln).items():
@@ -225,4 +251,4 @@ def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: 
                     add(point, layer, k + 1, "ln_out_jac_factor", ln_jacobian_factor(r.ln_out, x + r.dt * r.f(x)))
     model.train(was_training)
     return {"rows": rows, "hidden": hidden, "moments": hidden_moments, "loss": loss.item(), "adjoint": adjoint_norms,
-            "jac_branch": jac_branch, "jac_step": jac_step}
+            "weight_norms": weight_norms, "jac_branch": jac_branch, "jac_step": jac_step}
