@@ -209,8 +209,8 @@ def write_doc(path: Path, rows, memory, dag, e2e):
         "",
         f"lnstab's default config with only the shape changed: batch {c.train.batch_size} x context "
         f"{c.model.block_size} tokens, fp32, {c.train.steps} steps; probes every {c.probe.interval} steps on "
-        f"{c.probe.batch_size} sequences ({n_plain} plain probes and {n_jac} with Jacobian norms, "
-        f"{c.probe.jacobian_iters} Lanczos products, per run).",
+        f"{c.probe.batch_size} sequences ({n_plain} plain probes and {n_jac} with Jacobian norms per run: "
+        f"Lanczos to a residual tolerance of {c.probe.jacobian_tol:g}, at most {c.probe.jacobian_iters} products).",
         "(a) lnstab, probes off; (b) lnstab, probes at that cadence; (c) plain PyTorch GPT",
         "(`benchmarks/baseline_gpt.py`). Ratios are time per step: below 1 means faster than the",
         "reference. Median [min, max] over repeats; each repeat times (c), (a), (c), a plain probe and",
@@ -232,10 +232,10 @@ def write_doc(path: Path, rows, memory, dag, e2e):
     lines.append(f"| dry run (`snakemake -n`) of a {dag[0]:,}-run grid: DAG build | {dag[1]:.1f} |")
     for name, secs in e2e:
         lines.append(f"| {name} | {secs:.0f} |")
-    lines += ["", "Where the SLURM client tools are installed but no controller answers, the SLURM executor",
-              "plugin adds about 10 s to every Snakemake start (it queries slurmctld's configuration);",
-              "the numbers above were taken with the single-node controller of `scripts/slurm-up.sh` up,",
-              "or without SLURM installed."]
+    lines += ["", "Where a slurm.conf names a controller that does not answer, the SLURM executor plugin adds",
+              "about 10 s to every Snakemake start (`scontrol show config` waits for it);",
+              "`scripts/slurm-down.sh` removes the slurm.conf that `scripts/slurm-up.sh` generated, so the",
+              "numbers above were taken either with that controller up or with no slurm.conf."]
     lines += ["", "## GPU", "",
               "Not measured here: the reference machine has no GPU. On a GPU, set `train.device: cuda`,",
               "`train.precision: bf16`, `train.tf32: true` (and optionally `train.compile: true`); each",

@@ -120,7 +120,8 @@ class _Lanczos:
         return (a * b).flatten(1).sum(1)
 
     def step(self, w: torch.Tensor, tol: float) -> bool:
-        """Take w = J^T J q; True once every sequence's residual bound is below tol (relative)."""
+        """Take w = J^T J q; True once every sequence's residual bound is below tol relative to
+        the largest Ritz value, the estimate of ||J||^2."""
         alpha = self.dot(w, self.q)
         w = w - self._per_seq(alpha) * self.q - self._per_seq(self.beta) * self.q_prev
         self.beta = self.dot(w, w).sqrt()
@@ -136,7 +137,7 @@ class _Lanczos:
         self.betas.append(self.beta.double().cpu())
         beta = self._per_seq(self.beta)
         self.q_prev, self.q = self.q, torch.where(beta > 0, w / beta.clamp_min(1e-30), 0.0)
-        return bool((residual <= tol * self.theta.abs()).all())
+        return bool((residual <= tol * self.theta.abs().max()).all())
 
     def norm(self) -> float:
         return self.theta.clamp_min(0).sqrt().max().item()
@@ -151,8 +152,8 @@ def operator_norms(fns: list, xs: list[torch.Tensor], iters: int, tol: float, se
     estimate approaches the norm from below; Lanczos gets there in far fewer products than power
     iteration (docs/bounds.md). All functions share one autograd graph: J v comes from
     differentiating the vector-Jacobian product J^T u with respect to u (double backward), and a
-    function whose processes have all converged leaves the products. A process stops once its
-    residual bound beta_j |s_j| is below ``tol`` relative to its Ritz value, after ``iters``
+    function whose processes have all converged leaves the products: once every residual bound
+    beta_j |s_j| is below ``tol`` relative to the function's largest Ritz value, after ``iters``
     products, or after as many products as a sequence has entries (exact in exact arithmetic).
     Its own generator: the training RNG is never touched."""
     if not xs:
