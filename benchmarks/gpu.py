@@ -114,8 +114,8 @@ def probe_cost(run: Run) -> dict:
     return out
 
 
-def determinism(precision: str) -> dict:
-    overrides = ["model.n_layer=4", "model.d_model=128", "model.block_size=128", "train.batch_size=8",
+def determinism(data: Path, precision: str) -> dict:
+    overrides = ["data.source=bin", f"data.dir={data}", "model.vocab_size=50304", "model.n_layer=4", "model.d_model=128", "model.block_size=128", "train.batch_size=8",
                  "train.steps=30", "probe.interval=10", f"train.device={DEVICE}", f"train.precision={precision}",
                  "train.eval_interval=10", "train.ckpt_interval=10"] + LOCAL_CHECK[:4]
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,6 +135,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "gpu_results.json"))
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
+    ap.add_argument("--only-determinism", action="store_true", help="skip the throughput rows")
     ap.add_argument("--local-check", action="store_true", help="tiny shapes on the CPU (tests this script)")
     args = ap.parse_args()
     global DEVICE
@@ -146,14 +147,16 @@ def main():
         sys.exit("no CUDA GPU (use --local-check to test this script on the CPU)")
     res = {"device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu (local check)",
            "torch": torch.__version__, "determinism": [], "throughput": []}
-    res["determinism"] = [guarded(determinism, "bf16"), guarded(determinism, "fp32")]
     with tempfile.TemporaryDirectory() as tmp:
         data = random_tokens(Path(tmp))
+        res["determinism"] = [guarded(determinism, data, "bf16"), guarded(determinism, data, "fp32")]
         configs = [PROBED,
                    ["model.placement=peri", "train.precision=bf16", "train.tf32=true"],
                    ["model.placement=pre", "train.precision=fp32", "train.tf32=true"]]
         if not args.no_compile:
             configs.append(["model.placement=pre", "train.precision=bf16", "train.tf32=true", "train.compile=true"])
+        if args.only_determinism:
+            configs = []
         for overrides in configs:
             res["throughput"].append(guarded(throughput, data, overrides))
             Path(args.out).write_text(json.dumps(res, indent=1) + "\n")  # keep what is done
