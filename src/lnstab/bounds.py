@@ -156,7 +156,7 @@ def bound_rows(model: GPT, measured: dict) -> list[dict]:
     """Rows (point, layer, sublayer, quantity, measured, lower, bound, ratio, exact, violation).
 
     ``measured`` is the dict ``probes.probe`` returns. Forward bounds are theorems evaluated
-    exactly (exact=True); the backward bound uses power-iteration estimates of ||J||, which
+    exactly (exact=True); the backward bound uses Lanczos estimates of ||J||, which
     approach the norm from below, so it is reported with exact=False and not counted as a
     violation (tests check it against exact Jacobians)."""
     hidden = measured["hidden"]
