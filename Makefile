@@ -36,8 +36,13 @@ determinism: setup
 	$(MAKE) clean && $(BIN)/snakemake --cores $(CORES) --quiet
 	$(BIN)/lnstab check-manifest manifest.first.sha256 && rm manifest.first.sha256
 
+# Only what the default study (config/config.yaml) writes: other studies under results/ (paper,
+# extended, smoke, gpu) and their checkpoints are left alone.
+DEFAULT_OUTPUTS := results/runs results/tables results/data results/logs results/benchmarks \
+	results/summary.md results/manifest.sha256 figures/*.png figures/*.pdf report.zip
+
 clean:
-	rm -rf results figures/*.png figures/*.pdf .snakemake report.zip
+	rm -rf $(DEFAULT_OUTPUTS)
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py

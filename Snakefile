@@ -2,7 +2,7 @@
 #   snakemake --cores all                                    the default study (config/config.yaml)
 #   snakemake --cores all --configfile config/smoke.yaml     the CI smoke study
 #   snakemake --workflow-profile profiles/slurm              the same DAG on a SLURM cluster
-# Targets: all (default), tables, figures, report, manifest, fig1_moments ... fig5_tightness.
+# Targets: all (default), tables, figures, summary, manifest, fig1_moments ... fig6_scale.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -32,5 +32,5 @@ rule all:
     input:
         TABLE_FILES,
         FIGURE_FILES,
-        f"{RESULTS}/report.md",
+        f"{RESULTS}/summary.md",
         f"{RESULTS}/manifest.sha256",

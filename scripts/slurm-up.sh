@@ -4,12 +4,15 @@
 # live cluster only checks that the node is idle.
 #   scripts/slurm-up.sh          install if needed, configure, start, wait until the node is idle
 #   scripts/slurm-down.sh        stop the daemons this script started (by their PIDs)
+# The configuration is private: $STATE/etc/slurm.conf, used by the daemons (-f) and by clients
+# through SLURM_CONF (export SLURM_CONF=$STATE/etc/slurm.conf); the system's /etc/slurm is never
+# read or written.
 # No accounting database: the workflow profile queries job status with squeue, which needs
 # MinJobAge long enough for finished jobs to stay visible (set below).
 set -euo pipefail
 
 STATE=${SLURM_TEST_STATE:-/var/lib/lnstab-slurm}   # pid files, spool, logs
-CONF_DIR=/etc/slurm
+CONF_DIR=$STATE/etc
 HOST=$(hostname -s)
 CPUS=$(nproc)
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
@@ -84,8 +87,9 @@ fi
 if [ "$changed" = 1 ] && alive "$STATE/run/slurmctld.pid"; then
     "$(dirname "$0")/slurm-down.sh" --keep-munge
 fi
-alive "$STATE/run/slurmctld.pid" || /usr/sbin/slurmctld -i
-alive "$STATE/run/slurmd.pid" || /usr/sbin/slurmd
+export SLURM_CONF="$CONF_DIR/slurm.conf"
+alive "$STATE/run/slurmctld.pid" || /usr/sbin/slurmctld -i -f "$SLURM_CONF"
+alive "$STATE/run/slurmd.pid" || /usr/sbin/slurmd -f "$SLURM_CONF"
 
 for _ in $(seq 1 120); do
     state=$(sinfo -h -n "$HOST" -o "%T" 2>/dev/null || true)

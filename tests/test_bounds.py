@@ -1,4 +1,4 @@
-"""The bounds of THEORY.md sections 3-4 hold on adversarial models, and are tight where they should be."""
+"""The bounds of docs/bounds.md hold on adversarial models, and are tight where they should be."""
 import math
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The model computes exactly the equations of THEORY.md section 1, for every placement."""
+"""The model computes exactly the equations of docs/theory.md section 1, for every placement."""
 import math
 
 import pytest

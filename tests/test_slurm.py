@@ -3,6 +3,7 @@ repository's profiles/slurm: training jobs really run as SLURM jobs, the tables 
 run's, and a cancelled job is retried and resumes from its checkpoint."""
 import json
 import os
+from pathlib import Path
 import re
 import shutil
 import sys
@@ -17,10 +18,9 @@ from conftest import ROOT, smoke_config, snakemake
 
 pytestmark = pytest.mark.slow
 
-# the cluster here has 2 CPUs and no GPU memory to speak of: shrink the profile's requests
-SLURM_ARGS = ["--workflow-profile", "profiles/slurm", "--set-resources", "train:cpus_per_task=1",
-              "train:mem_mb=1000", "train:runtime=10", "--set-threads", "train=1"]
-TABLES = ["runs.csv", "growth.csv", "claims.csv", "metrics.csv", "probes.csv", "bounds.csv"]
+# the smoke config's resources.train fit this 2-CPU cluster: the profile adds no resources
+SLURM_ARGS = ["--workflow-profile", "profiles/slurm"]
+TABLES = ["runs.csv", "losses.csv", "claims.csv", "scale.csv", "metrics.csv", "probes.csv", "bounds.csv"]
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,15 @@ def slurm_cluster():
         pytest.skip("SLURM cannot be installed here: no sbatch and no apt-get")
     if os.geteuid() != 0 and shutil.which("sbatch") is None:
         pytest.skip("SLURM cannot be installed here: not root and no sbatch")
-    was_up = subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0 if shutil.which("sinfo") else False
+    # a private configuration (slurm-up.sh): clients find it through SLURM_CONF, which every
+    # Snakemake subprocess inherits; the system's /etc/slurm is left alone
+    state = os.environ.get("SLURM_TEST_STATE", "/var/lib/lnstab-slurm")
+    old_conf = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = f"{state}/etc/slurm.conf"
+    system_conf = Path("/etc/slurm/slurm.conf")
+    before = system_conf.read_bytes() if system_conf.exists() else None
+    was_up = (subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
+              if shutil.which("sinfo") and os.path.exists(os.environ["SLURM_CONF"]) else False)
     t0 = time.time()
     res = subprocess.run(["bash", str(ROOT / "scripts" / "slurm-up.sh")], capture_output=True, text=True, timeout=600)
     if res.returncode == 3:
@@ -41,6 +49,11 @@ def slurm_cluster():
     yield
     if not was_up:
         subprocess.run(["bash", str(ROOT / "scripts" / "slurm-down.sh")], timeout=60)
+    if old_conf is None:
+        del os.environ["SLURM_CONF"]
+    else:
+        os.environ["SLURM_CONF"] = old_conf
+    assert (system_conf.read_bytes() if system_conf.exists() else None) == before, "/etc/slurm/slurm.conf changed"
 
 
 def slurm_job_ids(output: str) -> list[int]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lnstab.config import ConfigError, load_config
-from lnstab.train import TIMING_COLUMNS, lr_at, train
+from lnstab.train import TIMING_COLUMNS, RunError, lr_at, train
 
 from conftest import TINY, tiny_config
 
@@ -70,7 +70,7 @@ def test_resume_from_checkpoint_in_process(tmp_path):
     # stop after 20 steps by training a shorter copy... then continue with the full config:
     # the config differs, so this must be refused rather than silently mixing runs
     train(tiny_config("train.steps=20", "train.warmup_steps=3"), tmp_path / "short", verbose=False)
-    with pytest.raises(ConfigError, match="train.steps"):
+    with pytest.raises(RunError, match="train.steps"):
         train(tiny_config(), tmp_path / "short", verbose=False)
 
 

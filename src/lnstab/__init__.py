@@ -4,7 +4,11 @@ Where each concept of the paper lives:
     placement, dt      lnstab.model.Residual        (the one residual-update seam)
     training           lnstab.train                 (deterministic, resumable, probed)
     probes             lnstab.probes                (hidden-state moments, adjoints, gradients)
-    bounds             lnstab.bounds                (THEORY.md sections 3-4; proofs in docs/bounds.md)
-    config             lnstab.config                (YAML + --set overrides, checked)
+    bounds             lnstab.bounds                (statements and proofs: docs/bounds.md)
+    baselines          lnstab.baselines             (unigram/bigram losses: did a run learn?)
+    statistics         lnstab.stats                 (scale over training, depth shape, tightness)
+    claims             lnstab.claims                (one function per claim: docs/claims.md)
+    tables, figures    lnstab.tables, lnstab.figures, lnstab.summary
+    config, grid       lnstab.config, lnstab.grid   (YAML + --set overrides, checked; sweeps)
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -8,7 +8,10 @@ from .config import ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="lnstab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lnstab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train one run (resumes if DIR holds a checkpoint)")
     tr.add_argument("config", nargs="?", help="YAML config; defaults are used for missing keys")
@@ -16,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override one key, e.g. --set model.placement=peri (repeatable)")
     tr.add_argument("--quiet", action="store_true", help="no progress output")
+    tr.add_argument("--restart", action="store_true",
+                    help="if DIR holds a checkpoint of another config or other data, move it to "
+                         "DIR/superseded/<n>/ and train again (default: stop with a message)")
     sh = sub.add_parser("show-config", help="print the resolved config as YAML and exit")
     sh.add_argument("config", nargs="?")
     sh.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -39,7 +45,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from .train import train
 
-        summary = train(cfg, args.out, verbose=not args.quiet)
+        from .train import RunError
+
+        try:
+            summary = train(cfg, args.out, verbose=not args.quiet, restart_stale=args.restart)
+        except RunError as e:
+            print(f"lnstab: {e}", file=sys.stderr)
+            return 2
     except ConfigError as e:
         print(f"lnstab: config error: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ Unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming t
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    placement: str = "pre"  # where LayerNorm sits: pre | peri | post | none (THEORY.md section 1)
+    placement: str = "pre"  # where LayerNorm sits: pre | peri | post | none (docs/theory.md, section 1)
     dt: float = 1.0  # residual step: x <- x + dt * branch(x)
     n_layer: int = 4  # blocks; each has 2 sub-layers (attention, MLP)
     n_head: int = 4
@@ -30,6 +31,12 @@ class ModelConfig:
     bias: bool = True  # biases in Linear and LayerNorm
     ln_eps: float = 1e-5
     fused_attention: bool = True  # scaled_dot_product_attention; False: explicit softmax(QK^T)V
+    # GPT-2 scales the init of every branch output projection by 1/sqrt(2 n_layer). Where an
+    # output LN normalises the branch (Peri-LN) that scaling only pushes the LN's input variance
+    # below ln_eps (docs/bounds.md, "The Peri-LN eps regime"). There: proj = GPT-2's rule as is;
+    # gain = projection at std 0.02 and the output LN's gain starting at 1/sqrt(2 n_layer);
+    # none = no depth scaling at all.
+    normalised_branch_init: str = "gain"
 
 
 @dataclass
@@ -88,6 +95,7 @@ class RunConfig:
 
 CHOICES = {
     "model.placement": PLACEMENTS,
+    "model.normalised_branch_init": ("gain", "proj", "none"),
     "data.source": ("shakespeare", "text", "bin"),
     "data.tokenizer": ("char", "gpt2"),
     "train.device": ("cpu", "cuda", "auto"),
@@ -103,6 +111,10 @@ NON_NEGATIVE = {
     "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.ckpt_interval",
     "train.min_lr_ratio", "probe.interval", "probe.jacobian_iters", "probe.jacobian_tol",
 }
+
+
+# [low, high): Adam's betas below 1; the cosine schedule ends at or below lr
+UNIT_RANGES = {"train.beta1": (0.0, 1.0), "train.beta2": (0.0, 1.0), "train.min_lr_ratio": (0.0, 1.0 + 1e-12)}
 
 
 def _check_value(key: str, value, annotation: str):
@@ -137,7 +149,7 @@ def _check_value(key: str, value, annotation: str):
 
 def _apply(section, prefix: str, values: dict):
     if not isinstance(values, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {values!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {values!r}")
     known = {f.name: f for f in dataclasses.fields(section)}
     for name, value in values.items():
         key = f"{prefix}{name}"
@@ -159,9 +171,15 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {flat[key]!r}")
+    for key, value in flat.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
     for key in POSITIVE:
         if flat[key] is not None and not flat[key] > 0:
             raise ConfigError(f"{key}: must be > 0, got {flat[key]!r}")
+    for key, (lo, hi) in UNIT_RANGES.items():
+        if not lo <= flat[key] < hi:
+            raise ConfigError(f"{key}: must be in [{lo:g}, {hi:g}), got {flat[key]!r}")
     for key in NON_NEGATIVE:
         if not flat[key] >= 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]!r}")
@@ -183,12 +201,23 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def _yaml(text: str, where: str):
+    """Parse YAML, turning a syntax error into a ConfigError naming ``where`` and the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}{at}: YAML syntax error: {problem}") from None
+
+
 def parse_override(text: str) -> tuple[list[str], object]:
     """'model.dt=0.5' -> (['model', 'dt'], 0.5); the value is parsed as YAML."""
     if "=" not in text:
         raise ConfigError(f"override '{text}': expected key=value, e.g. model.dt=0.5")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    return key.strip().split("."), _yaml(raw, f"--set {text}") if raw.strip() else None
 
 
 def nest(path: list[str], value) -> dict:
@@ -205,7 +234,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        data = _yaml(text, str(path)) or {}
         _apply(cfg, "", data)
     if base is not None:
         _apply(cfg, "", base)

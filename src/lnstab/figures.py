@@ -1,12 +1,14 @@
 """The study's figures, drawn only from the tables (so they regenerate without retraining).
 
-Three plotting functions, one per kind of figure:
-    plot_per_layer  a quantity against the sub-layer index k, facets by row x dt, hue by variant
-                    (figures 1 moments, 3 backward stability, 5 bound tightness)
-    plot_growth     a final-layer moment against model depth with the selected fitted law (figure 2)
-    plot_losses     training and validation loss against step (figure 4)
-A "variant" is the placement, with the weight decay added where the grid has several
-(``pre wd=0``). Diverged runs are drawn dotted and named in the legend.
+One drawing function, ``panel_grid``, serves every figure of the kind "a quantity against an
+axis, one line per variant, facets"; ``plot_losses`` adds the corpus baselines and smoothing.
+A *variant* is a placement with what the grid varies within it (``pre wd=0``, ``peri dt=0.1``).
+Each placement has one colour-blind-safe hue (Okabe-Ito); variants of one placement differ by
+shade and marker. Means over seeds are drawn with a band of one standard deviation. Runs that
+did not learn are dotted, instability demonstrations dash-dotted, both named in the legend.
+
+FIGURES maps each figure's name to its function and the tables it reads: the workflow's rules
+and the report are generated from it.
 """
 from __future__ import annotations
 
@@ -15,16 +17,18 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
 from .io import _atomic  # noqa: E402
-from .tables import MOMENTS, PARAMS, final_profiles  # noqa: E402
+from .stats import HIDDEN_POINTS, RUN_KEYS, at_last_step, increment_ratios  # noqa: E402
 
 STYLE = Path(__file__).with_name("style.mplstyle")
-PLACEMENT_ORDER = ["pre", "peri", "post", "none"]
+# Okabe-Ito: one hue per placement, distinct for every common colour-vision deficiency
+PLACEMENT_COLORS = {"pre": "#0072B2", "peri": "#D55E00", "post": "#009E73", "none": "#CC79A7"}
+MARKERS = ("o", "^", "s", "D", "v")
 MOMENT_LABELS = {"mean_abs": "mean |x|", "var_entry": "entry-wise variance",
                  "var_data": "data-wise variance", "mean_norm": "mean ||x||"}
 
@@ -46,194 +50,234 @@ def save(fig, stem: str | Path) -> list[Path]:
     return paths
 
 
+# -- variants and their style ----------------------------------------------------------------
 def add_variant(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Label each row with its variant and whether its run diverged."""
-    df = df.copy()
-    several_wd = runs["weight_decay"].nunique() > 1
-    df["variant"] = df["placement"] + (" wd=" + df["weight_decay"].map("{:g}".format) if several_wd else "")
-    status = runs.set_index(PARAMS)["status"]
-    df["status"] = [status.get(tuple(r), "completed") for r in df[PARAMS].itertuples(index=False)]
+    """Label rows with their variant, and with their run's ``kind``: learned, not learned,
+    instability demo (diverged runs count as not learned)."""
+    varied = {p: [k for k in ("weight_decay", "dt", "lr") if g[k].nunique() > 1]
+              for p, g in runs[runs["role"] == "study"].groupby("placement")}
+    short = {"weight_decay": "wd", "dt": "dt", "lr": "lr"}
+    df = df.merge(runs[RUN_KEYS + ["role", "learned"]], on=RUN_KEYS, how="left")
+
+    def label(r):
+        keys = varied.get(r.placement, []) if r.role == "study" else ["lr"]
+        return " ".join([r.placement] + [f"{short[k]}={getattr(r, k):g}" for k in keys])
+
+    df["variant"] = [label(r) for r in df.itertuples(index=False)]
+    df["kind"] = np.where(df["role"] != "study", "instability demo",
+                          np.where(df["learned"].astype(bool), "learned", "not learned"))
     return df
 
 
-def _palette(variants) -> dict:
-    order = sorted(set(variants), key=lambda v: (PLACEMENT_ORDER.index(v.split()[0]), v))
-    return dict(zip(order, sns.color_palette("colorblind", len(order))))
+def variant_styles(variants) -> dict[str, tuple[str, str]]:
+    """variant -> (colour, marker): the placement's hue, lighter for each further variant."""
+    out = {}
+    for p in PLACEMENT_COLORS:
+        mine = sorted(v for v in set(variants) if v.split()[0] == p)
+        for i, v in enumerate(mine):
+            base = np.array(mcolors.to_rgb(PLACEMENT_COLORS[p]))
+            shade = base + (1 - base) * min(0.55, 0.28 * i)  # towards white
+            out[v] = (mcolors.to_hex(shade), MARKERS[i % len(MARKERS)])
+    return out
 
 
-def plot_per_layer(df: pd.DataFrame, row: str, row_order: list, ylabel: dict | None = None,
-                   bound: str | None = None, logy: bool = True, title: str = ""):
-    """Facets row x dt of value against sub-layer k, one line per variant; ``bound`` (a column)
-    is drawn dashed in the variant's colour. Seeds are averaged (band: one standard deviation)."""
+LINESTYLES = {"learned": "-", "not learned": ":", "instability demo": "-."}
+
+
+# -- one function for every "quantity against an axis" figure -------------------------------
+def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: dict, col_title,
+               xlabel: str, bound: str | None = None, logy=True, sharey="row", title: str = "",
+               markers_only=False, hlines: dict | None = None, panel_w=3.0, panel_h=2.3, col_order=None):
+    """Facets row x col of ``value`` against ``x``, one line per variant (mean over seeds, band
+    one standard deviation); ``bound`` (a column) dashed in the variant's colour; ``hlines``
+    {label: y} grey reference lines in every panel."""
     use_style()
-    dts = sorted(df["dt"].unique(), reverse=True)
-    palette = _palette(df["variant"])
-    fig, axes = plt.subplots(len(row_order), len(dts), figsize=(3.2 * len(dts), 2.6 * len(row_order)),
-                             squeeze=False, sharex=True)
-    for i, r in enumerate(row_order):
-        for j, dt in enumerate(dts):
+    rows = list(row_labels) if row else [None]
+    cols = col_order or sorted(df[col].unique(), reverse=True)
+    styles = variant_styles(df["variant"])
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(panel_w * len(cols) + 1.8, panel_h * len(rows)),
+                             squeeze=False, sharex=True, sharey=sharey, layout="constrained")
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
             ax = axes[i, j]
-            sub = df[(df[row] == r) & (df["dt"] == dt)]
-            if sub.empty:
-                ax.set_visible(False)
-                continue
-            for (variant, status), g in sub.groupby(["variant", "status"], sort=True):
-                color = palette[variant]
-                label = variant if status == "completed" else f"{variant} ({status})"
-                sns.lineplot(data=g, x="sublayer", y="value", ax=ax, color=color, label=label,
-                             errorbar="sd", linestyle="-" if status == "completed" else ":")
+            sub = df[(df[col] == c) & ((df[row] == r) if row else True)]
+            for (variant, kind), g in sub.groupby(["variant", "kind"], sort=True):
+                color, marker = styles[variant]
+                stats = g.groupby(x)["value"].agg(["mean", "std", "min", "max"]).sort_index()
+                label = variant if kind == "learned" else f"{variant} ({kind})"
+                ls = "none" if markers_only else LINESTYLES[kind]
+                ax.plot(stats.index, stats["mean"], linestyle=ls, marker=marker, markersize=3.5,
+                        color=color, label=label)
+                if markers_only:
+                    ax.vlines(stats.index, stats["min"], stats["max"], color=color, linewidth=1.0)
+                elif stats["std"].notna().any():
+                    lo, hi = stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0)
+                    ax.fill_between(stats.index, lo.where(lo > 0, stats["min"]) if logy else lo, hi,
+                                    color=color, alpha=0.15, linewidth=0)
                 if bound is not None and g[bound].notna().any():
-                    b = g.groupby("sublayer")[bound].mean()
-                    ax.plot(b.index, b.values, "--", color=color, linewidth=1.0, alpha=0.8)
+                    b = g.groupby(x)[bound].mean()
+                    ax.plot(b.index, b.values, "--", color=color, linewidth=1.0)
+            for name, y in (hlines or {}).items():
+                ax.axhline(y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
             if logy:
                 ax.set_yscale("log")
-            ax.set_title(f"dt = {dt:g}" if i == 0 else "")
-            ax.set_xlabel("sub-layer k" if i == len(row_order) - 1 else "")
-            ax.set_ylabel((ylabel or {}).get(r, r) if j == 0 else "")
-            if ax.get_legend() is not None and not (i == 0 and j == len(dts) - 1):
-                ax.get_legend().remove()
+            ax.set_title(col_title(c) if i == 0 else "")
+            ax.set_xlabel(xlabel if i == len(rows) - 1 else "")
+            ax.set_ylabel(row_labels[r] if j == 0 and row else (row_labels.get(None, "") if j == 0 else ""))
+    handles, labels = {}, []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
     if bound is not None:
-        axes[0, -1].plot([], [], "--", color="gray", label="bound")
-    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
+        handles["proven bound (dashed)"] = plt.Line2D([], [], color="0.3", linestyle="--")
+        labels.append("proven bound (dashed)")
+    for name in hlines or {}:
+        handles[name] = plt.Line2D([], [], color="0.4", linestyle=(0, (4, 2)) if "bigram" in name else ":")
+        labels.append(name)
+    fig.legend([handles[lab] for lab in labels], labels, loc="outside right upper")
     fig.suptitle(title)
     return fig
 
 
-def plot_growth(last: pd.DataFrame, growth: pd.DataFrame, title: str = ""):
-    """Final-layer moment against depth, facets moment x dt, with the law BIC selected (dashed)."""
-    use_style()
-    dts = sorted(last["dt"].unique(), reverse=True)
-    palette = _palette(last["variant"])
-    fig, axes = plt.subplots(len(MOMENTS), len(dts), figsize=(3.2 * len(dts), 2.4 * len(MOMENTS)),
-                             squeeze=False, sharex=True)
-    fits = growth[(growth["axis"] == "depth") & growth["selected"]]
-    for i, q in enumerate(MOMENTS):
-        for j, dt in enumerate(dts):
-            ax = axes[i, j]
-            sub = last[(last["quantity"] == q) & (last["dt"] == dt)]
-            for variant, g in sub.groupby("variant", sort=True):
-                color = palette[variant]
-                sns.lineplot(data=g, x="n_layer", y="value", ax=ax, color=color, marker="o",
-                             linestyle="", errorbar="sd", label=variant)
-                f = fits.merge(g[PARAMS].drop(columns="n_layer").drop_duplicates(),
-                               on=[k for k in PARAMS if k != "n_layer"])
-                f = f[f["quantity"] == q]
-                xs = np.linspace(g["n_layer"].min(), g["n_layer"].max(), 50)
-                for _, fr in f.iterrows():
-                    ax.plot(xs, _law(fr, xs), "--", color=color, linewidth=1.0)
-            ax.set_yscale("log")
-            ax.set_title(f"dt = {dt:g}" if i == 0 else "")
-            ax.set_xlabel("depth (blocks)" if i == len(MOMENTS) - 1 else "")
-            ax.set_ylabel(f"final-layer {MOMENT_LABELS[q]}" if j == 0 else "")
-            if ax.get_legend() is not None and not (i == 0 and j == len(dts) - 1):
-                ax.get_legend().remove()
-    axes[0, -1].plot([], [], "--", color="gray", label="fitted law (BIC)")
-    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
-    fig.suptitle(title)
-    return fig
+def _deepest_learned(runs: pd.DataFrame) -> int:
+    ok = runs[runs["learned"].astype(bool)]
+    return int((ok if len(ok) else runs)["n_layer"].max())
 
 
-def _law(fit: pd.Series, x: np.ndarray) -> np.ndarray:
-    if fit["law"] == "exponential":
-        return fit["a"] * np.exp(fit["b"] * x)
-    c = 0.0 if np.isnan(fit["c"]) else fit["c"]
-    return fit["a"] + fit["b"] * x + c * x ** 2
+# -- the figures -----------------------------------------------------------------------------
+def figure_moments(probes: pd.DataFrame, bounds: pd.DataFrame, runs: pd.DataFrame):
+    """Figure 1 (the paper's Figure 1 layout): hidden-state moments against the layer index for
+    the deepest trained model, each with its proven bound (dashed)."""
+    L = _deepest_learned(runs)
+    final = at_last_step(probes[(probes["n_layer"] == L) & probes["point"].isin(HIDDEN_POINTS)])
+    qs = ["mean_abs", "var_entry", "var_data"]
+    prof = final[final["quantity"].isin(qs)].merge(
+        bounds[RUN_KEYS + ["step", "sublayer", "quantity", "bound"]], on=RUN_KEYS + ["step", "sublayer", "quantity"],
+        how="left")
+    prof = add_variant(prof, runs)
+    # the paper's selection: Pre-LN and Post-LN at the plain step dt = 1, Peri-LN at every dt
+    dmax = prof["dt"].max()
+    prof = prof[((prof["placement"] == "peri") | (prof["dt"] == dmax)) & (prof["kind"] != "not learned")]
+    return panel_grid(prof, "sublayer", None, "quantity", {None: "value at x^(k)"}, MOMENT_LABELS.get,
+                      "layer index k (sub-layers)", bound="bound", sharey=False, col_order=qs, panel_w=3.4,
+                      title=f"Hidden-state moments of trained {L}-block models (final step)")
 
 
-def plot_losses(metrics: pd.DataFrame, title: str = ""):
-    """Training loss (line) and validation loss (markers) against step, facets depth x dt.
-    A diverged run ends with an x at its last finite loss."""
+def figure_depth(runs: pd.DataFrame):
+    """Figure 2: final top-of-stream mean |x| and the depth shape x^K / x^(K/2) against the
+    number of blocks (points: mean over seeds; bars: min to max)."""
+    rows = runs.melt(id_vars=RUN_KEYS, value_vars=["scale_final", "shape_ratio"], var_name="quantity")
+    df = add_variant(rows, runs)
+    return panel_grid(df, "n_layer", "quantity", "dt",
+                      {"scale_final": "final top mean |x|", "shape_ratio": "x^K / x^(K/2)"},
+                      lambda dt: f"dt = {dt:g}", "depth (blocks)", markers_only=True,
+                      title="Depth: top-of-stream scale and shape of the profile (final step)")
+
+
+def figure_backward(probes: pd.DataFrame, runs: pd.DataFrame):
+    """Figure 3: adjoint ratio ||p^(k)|| / ||p^(K)|| per layer and per-block gradient norms, at
+    the final step of the deepest trained models."""
+    L = _deepest_learned(runs)
+    last = at_last_step(probes[probes["n_layer"] == L])
+    adj = last[last["quantity"] == "adjoint_norm"]
+    top = adj[adj["sublayer"] == adj.groupby(RUN_KEYS)["sublayer"].transform("max")].set_index(RUN_KEYS)["value"]
+    adj = adj.assign(value=adj["value"].to_numpy() / top.loc[list(adj[RUN_KEYS].itertuples(index=False, name=None))].to_numpy(),
+                     row="adjoint_ratio")
+    blocks = last[(last["point"] == "block") & (last["quantity"] == "grad_norm")]
+    blocks = blocks.assign(row="block_grad_norm", sublayer=2 * blocks["layer"] + 2)
+    df = add_variant(pd.concat([adj, blocks], ignore_index=True), runs)
+    return panel_grid(df, "sublayer", "row", "dt",
+                      {"adjoint_ratio": "||p^(k)|| / ||p^(K)||", "block_grad_norm": "block gradient norm"},
+                      lambda dt: f"dt = {dt:g}", "layer index k (block gradients at the block's last sub-layer)",
+                      title=f"Backward stability, {L} blocks, final step")
+
+
+def plot_losses(metrics: pd.DataFrame, baselines: pd.DataFrame, unit: str, smooth: int = 25):
+    """Validation loss (markers) and training loss (line, moving average over ``smooth`` steps)
+    against step, facets depth x dt, shared y, with the corpus's unigram and bigram baselines."""
     use_style()
     depths, dts = sorted(metrics["n_layer"].unique()), sorted(metrics["dt"].unique(), reverse=True)
-    palette = _palette(metrics["variant"])
-    fig, axes = plt.subplots(len(depths), len(dts), figsize=(3.2 * len(dts), 2.4 * len(depths)),
-                             squeeze=False, sharex=True, sharey=True)
+    styles = variant_styles(metrics["variant"])
+    fig, axes = plt.subplots(len(depths), len(dts), figsize=(3.0 * len(dts) + 2.2, 2.3 * len(depths)),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    base = {f"unigram baseline {baselines['unigram_nats'].iloc[0]:.2f}": baselines["unigram_nats"].iloc[0],
+            f"bigram baseline {baselines['bigram_nats'].iloc[0]:.2f}": baselines["bigram_nats"].iloc[0]}
     for i, depth in enumerate(depths):
         for j, dt in enumerate(dts):
             ax = axes[i, j]
             sub = metrics[(metrics["n_layer"] == depth) & (metrics["dt"] == dt)]
-            for (variant, status), g in sub.groupby(["variant", "status"], sort=True):
-                color = palette[variant]
+            for (variant, kind), g in sub.groupby(["variant", "kind"], sort=True):
+                color, marker = styles[variant]
                 tr = g.groupby("step")["train_loss"].mean()
-                ax.plot(tr.index, tr.values, color=color, linewidth=0.8, alpha=0.7,
-                        label=variant if status == "completed" else f"{variant} ({status})")
+                tr = tr.where(np.isfinite(tr)).rolling(smooth, min_periods=1).mean()
+                label = variant if kind == "learned" else f"{variant} ({kind})"
+                ax.plot(tr.index, tr.values, color=color, linewidth=0.9, alpha=0.6, linestyle=LINESTYLES[kind])
                 va = g.dropna(subset=["val_loss"]).groupby("step")["val_loss"].mean()
-                ax.plot(va.index, va.values, "o", color=color, markersize=3)
-                if status == "diverged":
-                    finite = tr[np.isfinite(tr)]
-                    if len(finite):
-                        ax.plot(finite.index[-1], finite.values[-1], "x", color=color, markersize=8)
+                ax.plot(va.index, va.values, marker=marker, color=color, markersize=3.5, linestyle=LINESTYLES[kind],
+                        linewidth=1.0, label=label)
+            for name, y in base.items():
+                ax.axhline(y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
             ax.set_title(f"L = {depth}, dt = {dt:g}")
             ax.set_xlabel("step" if i == len(depths) - 1 else "")
-            ax.set_ylabel("loss" if j == 0 else "")
-    handles, labels = [], []
+            ax.set_ylabel(f"loss ({unit})" if j == 0 else "")
+    top = max(baselines["unigram_nats"].iloc[0] * 1.15, 0)
+    axes[0, 0].set_ylim(top=top)
+    handles, labels = {}, []
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
+            if lab not in handles:
+                handles[lab] = h
                 labels.append(lab)
-    axes[0, -1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1))
-    fig.suptitle(title)
+    for name in base:
+        handles[name] = plt.Line2D([], [], color="0.4", linestyle=(0, (4, 2)) if "bigram" in name else ":")
+        labels.append(name)
+    fig.legend([handles[lab] for lab in labels], labels, loc="outside right upper")
+    fig.suptitle(f"Validation loss (markers) and training loss (line, {smooth}-step average)")
     return fig
 
 
-# -- the five figures of the study -----------------------------------------------------------
-def largest_depth(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["n_layer"] == df["n_layer"].max()]
-
-
-def figure_moments(probes: pd.DataFrame, bounds: pd.DataFrame, runs: pd.DataFrame):
-    """Figure 1: hidden-state moments per layer at the largest depth, with their bounds."""
-    prof = largest_depth(final_profiles(probes))
-    prof = prof[prof["quantity"].isin(["mean_abs", "var_entry", "var_data"])]
-    b = bounds[["step", "sublayer", "quantity", "bound"] + PARAMS]
-    prof = add_variant(prof.merge(b, on=PARAMS + ["step", "sublayer", "quantity"], how="left"), runs)
-    L = int(prof["n_layer"].max())
-    return plot_per_layer(prof, "quantity", ["mean_abs", "var_entry", "var_data"], MOMENT_LABELS,
-                          bound="bound", title=f"Hidden-state moments per layer, {L} blocks (dashed: proven bound)")
-
-
-def figure_growth(probes: pd.DataFrame, growth: pd.DataFrame, runs: pd.DataFrame):
-    """Figure 2: final-layer moment against depth, with fitted growth laws."""
-    prof = final_profiles(probes)
-    last = prof[(prof["sublayer"] == prof.groupby(PARAMS)["sublayer"].transform("max"))
-                & prof["quantity"].isin(MOMENTS)]
-    return plot_growth(add_variant(last, runs), growth, title="Growth with depth: last-layer moments")
-
-
-def figure_backward(probes: pd.DataFrame, runs: pd.DataFrame):
-    """Figure 3: adjoint norms per probe point and parameter-gradient norms per block."""
-    last = probes[probes["step"] == probes.groupby(PARAMS)["step"].transform("max")]
-    last = largest_depth(last)
-    adj = last[last["quantity"] == "adjoint_norm"].assign(row="adjoint_norm")
-    blocks = last[(last["point"] == "block") & (last["quantity"] == "grad_norm")]
-    blocks = blocks.assign(row="block_grad_norm", sublayer=2 * blocks["layer"] + 2)
-    df = add_variant(pd.concat([adj, blocks], ignore_index=True), runs)
-    L = int(df["n_layer"].max())
-    return plot_per_layer(df, "row", ["adjoint_norm", "block_grad_norm"],
-                          {"adjoint_norm": "||dLoss/dx^(k)||", "block_grad_norm": "block gradient norm"},
-                          title=f"Backward stability, {L} blocks, last probe (block gradients at the block's last sub-layer)")
-
-
-def figure_losses(metrics: pd.DataFrame, runs: pd.DataFrame):
-    """Figure 4: training and validation loss curves."""
-    return plot_losses(add_variant(metrics, runs), title="Training (lines) and validation (dots) loss")
+def figure_losses(metrics: pd.DataFrame, runs: pd.DataFrame, baselines: pd.DataFrame):
+    """Figure 4: loss curves with the corpus's unigram and bigram baselines."""
+    unit = "nats/char" if baselines["tokenizer"].iloc[0] == "char" else "nats/token"
+    return plot_losses(add_variant(metrics, runs), baselines, unit)
 
 
 def figure_tightness(bounds: pd.DataFrame, runs: pd.DataFrame):
-    """Figure 5: measured / bound per layer at the last probe, largest depth."""
-    fwd = bounds[bounds["exact"].astype(bool) & (bounds["sublayer"] > 0)]
-    fwd = largest_depth(fwd[fwd["step"] == fwd.groupby(PARAMS)["step"].transform("max")])
-    df = add_variant(fwd.rename(columns={"ratio": "value"}), runs)
-    L = int(df["n_layer"].max())
-    return plot_per_layer(df, "quantity", list(MOMENTS), {q: f"{MOMENT_LABELS[q]}: measured / bound" for q in MOMENTS},
-                          title=f"Bound tightness, {L} blocks (1 = bound attained)")
+    """Figure 5: how much of each bound's increment the trained model uses,
+    (s(x^k) - s(x^0)) / (bound_k - s(x^0)) per layer at the final step (rows that can fail only),
+    and the per-sub-layer slope C_j of the forward bound (the Pre-LN slope profile)."""
+    L = _deepest_learned(runs)
+    inc = at_last_step(increment_ratios(bounds[bounds["n_layer"] == L]))
+    inc = inc.rename(columns={"increment_ratio": "value"})[RUN_KEYS + ["sublayer", "quantity", "value"]]
+    slope = at_last_step(bounds[(bounds["n_layer"] == L) & (bounds["quantity"] == "branch_norm_max")])
+    slope = slope.assign(value=slope["bound"], quantity="slope")[RUN_KEYS + ["sublayer", "quantity", "value"]]
+    df = add_variant(pd.concat([inc, slope], ignore_index=True), runs)
+    labels = {q: f"{MOMENT_LABELS[q]}: increment ratio" for q in ("mean_abs", "mean_norm", "var_entry", "var_data")}
+    labels["slope"] = "slope C_j (bound on ||branch||)"
+    return panel_grid(df[df["value"] > 0], "sublayer", "quantity", "dt", labels, lambda dt: f"dt = {dt:g}",
+                      "layer index k", panel_h=2.0,
+                      title=f"Bound tightness, {L} blocks, final step (1 = the bound's whole increment used)")
 
 
+def figure_scale(scale: pd.DataFrame, runs: pd.DataFrame):
+    """Figure 6: top-of-stream mean |x| and the largest weight spectral norm against the training
+    step, per placement, dt and weight decay (deepest trained models)."""
+    L = _deepest_learned(runs)
+    s = scale[scale["n_layer"] == L].melt(id_vars=RUN_KEYS + ["step"], value_vars=["top_mean_abs", "max_spectral_norm"],
+                                          var_name="quantity")
+    return panel_grid(add_variant(s, runs), "step", "quantity", "dt",
+                      {"top_mean_abs": "top mean |x|", "max_spectral_norm": "largest weight spectral norm"},
+                      lambda dt: f"dt = {dt:g}", "training step", title=f"Scale over training, {L} blocks")
+
+
+# name -> (function, the tables it reads); the workflow and the report are generated from this
 FIGURES = {
-    "fig1_moments": figure_moments,
-    "fig2_growth": figure_growth,
-    "fig3_backward": figure_backward,
-    "fig4_losses": figure_losses,
-    "fig5_tightness": figure_tightness,
+    "fig1_moments": (figure_moments, ("probes", "bounds", "runs")),
+    "fig2_depth": (figure_depth, ("runs",)),
+    "fig3_backward": (figure_backward, ("probes", "runs")),
+    "fig4_losses": (figure_losses, ("metrics", "runs", "baselines")),
+    "fig5_tightness": (figure_tightness, ("bounds", "runs")),
+    "fig6_scale": (figure_scale, ("scale", "runs")),
 }

@@ -1,14 +1,16 @@
 """The experiment grid: sweeps of placement x depth x dt x weight decay x lr x seed, and run ids.
 
 A sweep is a mapping from grid keys to lists; the grid is the union of the sweeps' cartesian
-products. Keys a sweep leaves out take the value of the base config. Every run has an id that
+products. Keys a sweep leaves out take the value of the base config. A sweep with a ``demo``
+key (a sentence saying what it demonstrates) holds instability demonstrations: its runs get
+``role`` = ``instability_demo`` and are not expected to learn (lnstab.claims). Every run has an id that
 names all its grid values, e.g. ``peri-L12-dt0.1-wd0.1-lr0.002-s0``, and a folder of that name.
 """
 from __future__ import annotations
 
 import itertools
 
-from .config import ConfigError, RunConfig, load_config
+from .config import ConfigError, RunConfig, _apply, load_config, nest, validate
 
 # grid key -> run-config key
 GRID_KEYS = {
@@ -39,6 +41,8 @@ def expand(sweeps: list[dict], base: dict | None = None) -> dict[str, dict]:
     defaults = load_config(base=base or {})
     runs = {}
     for i, sweep in enumerate(sweeps):
+        sweep = dict(sweep)
+        role = "instability_demo" if sweep.pop("demo", None) else "study"
         unknown = set(sweep) - set(GRID_KEYS)
         if unknown:
             raise ConfigError(f"sweeps[{i}]: unknown grid key(s) {', '.join(sorted(unknown))} "
@@ -51,11 +55,21 @@ def expand(sweeps: list[dict], base: dict | None = None) -> dict[str, dict]:
             params = dict(zip(axes, combo))
             params["dt"], params["weight_decay"], params["lr"] = (
                 float(params["dt"]), float(params["weight_decay"]), float(params["lr"]))
-            runs[run_id(params)] = params
+            runs[run_id(params)] = {**params, "role": role}
     return dict(sorted(runs.items()))
 
 
-def run_config(params: dict, base: dict | None = None, overrides: list[str] = ()) -> RunConfig:
-    """The full, checked config of one grid point."""
-    sets = [f"{GRID_KEYS[k]}={v}" for k, v in params.items()]
-    return load_config(base=base or {}, overrides=sets + list(overrides))
+def run_config(params: dict, base: dict | None = None, extra: dict | None = None) -> RunConfig:
+    """The full, checked config of one grid point: base, then ``extra`` (a nested dict), then
+    the grid values, all passed as data."""
+    cfg = load_config(base=base or {})
+    if extra:
+        _merge(cfg, extra)
+    for k, v in params.items():
+        if k in GRID_KEYS:
+            _merge(cfg, nest(GRID_KEYS[k].split("."), v))
+    return validate(cfg)
+
+
+def _merge(cfg: RunConfig, values: dict) -> None:
+    _apply(cfg, "", values)

@@ -7,7 +7,16 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-import torch
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; outputs get the usual mode under the umask
+FILE_MODE = 0o666 & ~_umask()
 
 
 def _atomic(path: Path, write) -> None:
@@ -19,14 +28,19 @@ def _atomic(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def write_bytes(path, data: bytes) -> None:
+    _atomic(path, lambda f: f.write(data))
+
+
 def write_text(path, text: str) -> None:
-    _atomic(path, lambda f: f.write(text.encode()))
+    write_bytes(path, text.encode())
 
 
 def write_json(path, obj) -> None:
@@ -38,4 +52,6 @@ def write_csv(path, df: pd.DataFrame, float_format: str | None = None) -> None:
 
 
 def save_torch(path, obj) -> None:
+    import torch  # here, so that table and figure jobs never load torch
+
     _atomic(path, lambda f: torch.save(obj, f))

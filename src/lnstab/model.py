@@ -1,6 +1,6 @@
 """A small GPT whose LayerNorm placement and residual step are parameters.
 
-Everything the paper varies lives in one class, ``Residual`` (THEORY.md section 1):
+Everything the paper varies lives in one class, ``Residual`` (docs/theory.md, section 1):
 
     pre :  x <- x + dt * F(LN(x))
     peri:  x <- x + dt * LN_out(F(LN_in(x)))
@@ -110,10 +110,16 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying
         self.apply(self._init_weights)
-        # GPT-2: output projections of residual branches scaled down by the number of sub-layers
+        # GPT-2: residual branches start scaled down by 1/sqrt(number of sub-layers). Where an
+        # output LN normalises the branch (peri), scaling its projection only drives the LN's
+        # input under ln_eps, so by default the scale goes to the LN's gain (docs/bounds.md)
+        depth_scale = 1 / math.sqrt(2 * cfg.n_layer)
+        normalised = cfg.placement == "peri"
         for name, p in self.named_parameters():
-            if name.endswith("f.proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+            if name.endswith("f.proj.weight") and (not normalised or cfg.normalised_branch_init == "proj"):
+                nn.init.normal_(p, mean=0.0, std=0.02 * depth_scale)
+            if name.endswith("ln_out.weight") and normalised and cfg.normalised_branch_init == "gain":
+                nn.init.constant_(p, depth_scale)
 
     @staticmethod
     def _init_weights(module):

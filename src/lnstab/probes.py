@@ -24,7 +24,7 @@ HIDDEN_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm", "max_abs"
 
 
 def moments(x: torch.Tensor) -> dict[str, float]:
-    """THEORY.md section 2 on a (..., d) tensor, flattened to N tokens x d entries.
+    """The moments of docs/bounds.md ("Setting") on a (..., d) tensor, flattened to N tokens x d entries.
     Variances are biased (1/d over entries, 1/N over tokens). Computed in float64."""
     return stacked_moments([x])[0]
 
@@ -69,7 +69,7 @@ def param_location(name: str) -> tuple[str, int, int]:
 
 
 def ln_stats(ln: LayerNorm) -> dict[str, float]:
-    """The LN parameters the forward bounds read (THEORY.md section 3)."""
+    """The LN parameters the forward bounds read (docs/bounds.md, F1)."""
     g = ln.weight.detach().double()
     b = ln.bias.detach().double() if ln.bias is not None else torch.zeros_like(g)
     return {
@@ -230,6 +230,13 @@ def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: 
     for layer, sq in sorted(block_sq.items()):
         add("block", layer, -1, "grad_norm", math.sqrt(sq))
 
+    # max over tokens of ||branch(x^(k-1))_t||: the term dt multiplies, against its slope bound
+    with torch.no_grad():
+        branch_norm_max = [r.branch(hidden[k]).double().norm(dim=-1).max().item()
+                           for k, r in enumerate(model.sublayers())]
+    for k, v in enumerate(branch_norm_max, start=1):
+        add(*point_of(k), k, "branch_norm_max", v)
+
     jac_branch, jac_step = [], []
     if jacobian_iters > 0:
         subs = model.sublayers()
@@ -252,4 +259,5 @@ def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: 
                     add(point, layer, k + 1, "ln_out_jac_factor", ln_jacobian_factor(r.ln_out, x + r.dt * r.f(x)))
     model.train(was_training)
     return {"rows": rows, "hidden": hidden, "moments": hidden_moments, "loss": loss.item(), "adjoint": adjoint_norms,
-            "weight_norms": weight_norms, "jac_branch": jac_branch, "jac_step": jac_step}
+            "weight_norms": weight_norms, "jac_branch": jac_branch, "jac_step": jac_step,
+            "branch_norm_max": branch_norm_max}

@@ -3,7 +3,6 @@ and each can be run by hand on the files of a finished (or half-finished) study.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import sys
@@ -13,11 +12,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .baselines import cross_entropies
+from .claims import claims_table
 from .config import DataConfig, load_config
-from .data import load_corpus
 from .grid import expand, run_config
-from .io import write_json, write_text
-from .tables import claims_table, collect, growth_table, write_table
+from .io import write_bytes, write_json, write_text
+from .tables import COLLECTED, collect, write_table
 
 
 def redirect_output(log_path: str | Path) -> None:
@@ -33,51 +33,71 @@ def load_study(config_path: str | Path) -> tuple[dict, dict]:
     return cfg, expand(cfg["sweeps"], cfg.get("base", {}))
 
 
-def prepare_corpus(data: dict, folder: str | Path, meta_path: str | Path) -> dict:
+def prepare_corpus(data: dict, folder: str | Path, meta_path: str | Path, baselines_stem: str | Path,
+                   vocab_size: int | None = None) -> dict:
     """Tokenize the corpus once for every run: uint16 train.bin / val.bin in ``folder`` (the
-    format of nanoGPT's prepare scripts), or, for a corpus that is already .bin, a pointer to it."""
+    format of nanoGPT's prepare scripts), or, for a corpus that is already .bin, a pointer to it.
+    Also writes the corpus's unigram and bigram cross-entropies (lnstab.baselines)."""
+    from .data import file_digest, load_corpus
+
     cfg = load_config(base={"data": data}).data if data.get("source") != "bin" else DataConfig(**data)
     folder = Path(folder)
-    if cfg.source == "bin":
-        meta = {"dir": str(Path(cfg.dir).resolve()), "vocab_size": None, "source": "bin"}
+    if cfg.source == "bin":  # checked once here; the training jobs read the result from meta.json
+        from .data import bin_files, file_digest
+
+        files = bin_files(Path(cfg.dir))
+        corpus = load_corpus(cfg, vocab_size)  # every token below model.vocab_size
+        meta = {"dir": str(Path(cfg.dir).resolve()), "vocab_size": None, "source": "bin",
+                "fingerprint": file_digest(files), "max_token": int(corpus.vocab_size - 1),
+                "train_tokens": int(len(corpus.train)), "val_tokens": int(len(corpus.val))}
     else:
         corpus = load_corpus(cfg)
         if corpus.vocab_size > np.iinfo(np.uint16).max:
             raise ValueError(f"vocabulary of {corpus.vocab_size} does not fit uint16 tokens")
         folder.mkdir(parents=True, exist_ok=True)
-        for split in ("train", "val"):
-            getattr(corpus, split).astype(np.uint16).tofile(folder / f"{split}.bin")
+        files = [folder / f"{split}.bin" for split in ("train", "val")]
+        for split, f in zip(("train", "val"), files):
+            write_bytes(f, getattr(corpus, split).astype(np.uint16).tobytes())
         meta = {"dir": str(folder), "vocab_size": corpus.vocab_size, "source": cfg.source,
-                "tokenizer": cfg.tokenizer, "fingerprint": corpus.fingerprint,
+                "tokenizer": cfg.tokenizer, "fingerprint": file_digest(files),
+                "max_token": int(max(corpus.train.max(), corpus.val.max())),
                 "train_tokens": int(len(corpus.train)), "val_tokens": int(len(corpus.val))}
-        print(f"corpus {cfg.source}: {meta['train_tokens']:,} train / {meta['val_tokens']:,} val tokens, "
-              f"vocab {corpus.vocab_size}")
+    print(f"corpus {cfg.source}: {meta['train_tokens']:,} train / {meta['val_tokens']:,} val tokens, "
+          f"largest token id {meta['max_token']}, fingerprint {meta['fingerprint']}")
+    base = cross_entropies(corpus.train, corpus.val, corpus.vocab_size)
+    print(f"baselines (nats/token): unigram {base['unigram_nats']:.4f}, bigram {base['bigram_nats']:.4f}")
+    write_table(pd.DataFrame([{"corpus": cfg.source, "tokenizer": cfg.tokenizer, "tokens": int(len(corpus.val)),
+                               "train_tokens": int(len(corpus.train)), "vocab_size": corpus.vocab_size, **base}]),
+                baselines_stem)
     write_json(meta_path, meta)
     return meta
 
 
 def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: str | Path) -> dict:
-    """Train one grid point on the prepared corpus (resuming from its checkpoint if present)."""
+    """Train one grid point on the prepared corpus (resuming from its checkpoint if present; a
+    checkpoint of another config or other data is moved aside and the run trained again)."""
     from .train import train
 
     meta = json.loads(Path(meta_path).read_text())
-    sets = ["data.source=bin", f"data.dir={meta['dir']}"]
+    data = {"data": {"source": "bin", "dir": meta["dir"]}}  # values as data, never re-parsed strings
     if meta["vocab_size"] is not None:
-        sets.append(f"model.vocab_size={meta['vocab_size']}")
-    cfg = run_config(params, base, sets)
-    summary = train(cfg, folder)
+        data["model"] = {"vocab_size": meta["vocab_size"]}
+    cfg = run_config(params, base, data)
+    known = {"fingerprint": meta["fingerprint"], "max_token": meta["max_token"]}
+    summary = train(cfg, folder, restart_stale=True, corpus_meta=known)
     if summary["status"] not in ("completed", "diverged"):
         raise RuntimeError(f"run {folder} ended with status {summary['status']}")
     return summary
 
 
-def collect_tables(run_dirs: dict, runs: dict, tables_dir: str | Path) -> dict[str, pd.DataFrame]:
-    tables = collect(run_dirs, runs)
+def collect_tables(run_dirs: dict, runs: dict, baselines_csv, tables_dir: str | Path) -> dict[str, pd.DataFrame]:
+    tables = collect(run_dirs, runs, read_table(baselines_csv))
     tables_dir = Path(tables_dir)
-    for name, df in tables.items():
-        formats = ("csv", "md", "tex") if name == "runs" else ("csv",)
-        write_table(df, tables_dir / name, formats)
-    print(f"collected {len(runs)} runs: " + ", ".join(f"{k} {len(v)} rows" for k, v in tables.items()))
+    for name in COLLECTED:
+        write_table(tables[name], tables_dir / name)
+    r = tables["runs"]
+    print(f"collected {len(r)} runs ({int(r['learned'].sum())} learned): "
+          + ", ".join(f"{k} {len(v)} rows" for k, v in tables.items()))
     return tables
 
 
@@ -85,61 +105,27 @@ def read_table(path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def make_growth_table(probes_csv, out_stem) -> pd.DataFrame:
-    growth = growth_table(read_table(probes_csv))
-    write_table(growth, out_stem)
-    return growth
-
-
-def make_claims_table(runs_csv, probes_csv, growth_csv, out_stem) -> pd.DataFrame:
-    claims = claims_table(read_table(runs_csv), read_table(probes_csv), read_table(growth_csv))
+def make_claims_table(runs_csv, out_stem) -> pd.DataFrame:
+    claims = claims_table(read_table(runs_csv))
     write_table(claims, out_stem)
     for _, c in claims.iterrows():
-        print(f"{c['claim']}: {c['verdict']} ({c['holds']}/{c['checked']})")
+        print(f"{c['claim']}: {c['verdict']} ({c['holds']}/{c['checked']}) {c['numbers']}")
     return claims
 
 
 def make_figure(name: str, tables: dict[str, str | Path], out_stem) -> list[Path]:
     from .figures import FIGURES, save
 
-    fn = FIGURES[name]
-    args = [read_table(tables[a]) for a in inspect.signature(fn).parameters]  # tables by name
-    return save(fn(*args), out_stem)
+    fn, inputs = FIGURES[name]
+    return save(fn(**{t: read_table(tables[t]) for t in inputs}), out_stem)
 
 
-def write_report(claims_csv, runs_csv, growth_csv, figdir, out) -> None:
-    """A short written report: claims with verdicts, the runs, the selected growth laws, figures."""
-    claims, runs, growth = (read_table(p) for p in (claims_csv, runs_csv, growth_csv))
-    sel = growth[(growth["axis"] == "layer") & growth["selected"]]
-    laws = sel.groupby(["placement", "quantity", "law"]).size().unstack(fill_value=0)
-    status = runs.groupby(["placement", "status"]).size().unstack(fill_value=0)
-    parts = [
-        "# lnstab study report",
-        "",
-        f"{len(runs)} runs; {int(runs['violations'].sum())} bound violations in "
-        f"{int(runs['bound_checks'].sum())} checks.",
-        "",
-        "## Claims",
-        "",
-        claims[["claim", "verdict", "holds", "checked", "criterion"]].to_markdown(index=False),
-        "",
-        "## Runs by placement and status",
-        "",
-        status.to_markdown(),
-        "",
-        "## Growth law selected over the layer index (number of runs)",
-        "",
-        laws.to_markdown(),
-        "",
-        "## Figures",
-        "",
-    ]
-    from .figures import FIGURES
+def write_summary(tables_dir, figdir, config: dict, out) -> None:
+    """results/summary.md: the study on one page (lnstab.summary)."""
+    from .summary import summary_markdown
 
-    for name, fn in FIGURES.items():
-        rel = os.path.relpath(Path(figdir) / f"{name}.png", Path(out).parent)
-        parts.append(f"- [{name}]({rel}): {fn.__doc__.strip().splitlines()[0]}")
-    write_text(out, "\n".join(parts) + "\n")
+    tables = {n: read_table(Path(tables_dir) / f"{n}.csv") for n in ("baselines", "runs", "losses", "claims", "tightness")}
+    write_text(out, summary_markdown(tables, config, os.path.relpath(figdir, Path(out).parent)))
 
 
 def sha256(path: str | Path) -> str:

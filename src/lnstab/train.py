@@ -15,11 +15,14 @@ probe batch (drawn once). A run killed at any moment resumes from ckpt.pt bit-id
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
 import platform
 import random
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +39,15 @@ from .data import get_batch, load_corpus
 from .io import save_torch, write_csv, write_json
 from .model import GPT
 from .probes import probe
+
+class RunError(RuntimeError):
+    """A run folder cannot be used as it is (locked, unreadable or stale checkpoint); the message
+    names the file and what to do."""
+
+
+class StaleCheckpoint(RunError):
+    """The checkpoint was written with another config or other data."""
+
 
 # offsets that give the evaluation and probe generators their own streams
 EVAL_SEED_OFFSET, PROBE_SEED_OFFSET = 1_000_003, 2_000_003
@@ -144,14 +156,17 @@ class Progress:
 class Run:
     """State of one training run; everything needed to resume lives in ``checkpoint()``."""
 
-    def __init__(self, cfg: RunConfig, out_dir: str | Path, verbose: bool = True):
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, verbose: bool = True, corpus_meta: dict | None = None):
         self.out = Path(out_dir)
         self.verbose = verbose
         self.device = resolve_device(cfg.train.device)
         set_determinism(cfg)
-        self.corpus = load_corpus(cfg.data, cfg.model.vocab_size)
+        self.corpus = load_corpus(cfg.data, cfg.model.vocab_size, corpus_meta)
         if cfg.model.vocab_size is None:
             cfg.model.vocab_size = self.corpus.vocab_size
+        elif cfg.model.vocab_size < self.corpus.vocab_size:
+            raise ConfigError(f"model.vocab_size: {cfg.model.vocab_size} is smaller than the corpus's "
+                              f"vocabulary of {self.corpus.vocab_size} tokens")
         self.cfg = cfg
         self.model = GPT(cfg.model).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
@@ -174,7 +189,8 @@ class Run:
     # -- checkpointing ---------------------------------------------------------------------
     def checkpoint(self) -> dict:
         return {
-            "config": self.cfg.to_dict(), "step": self.step, "status": self.status,
+            "config": self.cfg.to_dict(), "data_fingerprint": self.corpus.fingerprint,
+            "step": self.step, "status": self.status,
             "diverged_step": self.diverged_step,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "train_gen": self.train_gen.get_state(), "torch_rng": torch.get_rng_state(),
@@ -191,11 +207,19 @@ class Run:
 
     def load(self, path: Path) -> None:
         # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=False)
+            if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
+                raise ValueError("not an lnstab checkpoint")
+        except Exception as e:  # truncated, random, empty, or another program's file
+            raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                           "delete it (or move it aside) to train this run again from step 0") from None
         if ck["config"] != self.cfg.to_dict():
             diff = _diff_keys(ck["config"], self.cfg.to_dict())
-            raise ConfigError(f"{path} was written with a different config ({', '.join(diff)}); "
-                              "use a new output folder or delete the checkpoint")
+            raise StaleCheckpoint(f"{path} was written with a different config ({', '.join(diff)})")
+        if ck.get("data_fingerprint") != self.corpus.fingerprint:
+            raise StaleCheckpoint(f"{path} was trained on other data (corpus fingerprint "
+                                  f"{ck.get('data_fingerprint')} -> {self.corpus.fingerprint})")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.train_gen.set_state(ck["train_gen"])
@@ -328,10 +352,30 @@ class Run:
         return summary
 
     # -- outputs ---------------------------------------------------------------------------
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"metrics.csv": pd.DataFrame(self.metrics, columns=METRIC_COLUMNS),
+                "probes.csv": pd.DataFrame(self.probe_rows, columns=PROBE_COLUMNS),
+                "bounds.csv": pd.DataFrame(self.bound_rows, columns=BOUND_COLUMNS)}
+
     def write_tables(self) -> None:
-        write_csv(self.out / "metrics.csv", pd.DataFrame(self.metrics, columns=METRIC_COLUMNS))
-        write_csv(self.out / "probes.csv", pd.DataFrame(self.probe_rows, columns=PROBE_COLUMNS))
-        write_csv(self.out / "bounds.csv", pd.DataFrame(self.bound_rows, columns=BOUND_COLUMNS))
+        for name, df in self.tables().items():
+            write_csv(self.out / name, df)
+
+    def repair_outputs(self) -> list[str]:
+        """A finished run: rewrite from the checkpoint every output that is missing or differs
+        (deleted, truncated, edited). Returns the names rewritten."""
+        fixed = []
+        for name, df in self.tables().items():
+            path = self.out / name
+            if not path.exists() or path.read_text() != df.to_csv(index=False, lineterminator="\n"):
+                write_csv(path, df)
+                fixed.append(name)
+        try:
+            json.loads((self.out / "summary.json").read_text())
+        except (OSError, ValueError):
+            write_json(self.out / "summary.json", self.summary())
+            fixed.append("summary.json")
+        return fixed
 
     def summary(self) -> dict:
         m = pd.DataFrame(self.metrics, columns=METRIC_COLUMNS)
@@ -348,10 +392,8 @@ class Run:
             "final_val_loss": float(val.iloc[-1]) if len(val) else float("nan"),
             "best_val_loss": float(val.min()) if len(val) else float("nan"),
             "bound_violations": int(b["violation"].sum()) if len(b) else 0,
-            "bound_checks": int(b["exact"].sum()) if len(b) else 0,
-            # k = 0 is measured == bound by construction; the ratio is informative from k = 1 on
-            "max_bound_ratio": float(b.loc[b["exact"].astype(bool) & (b["sublayer"] > 0), "ratio"].max())
-            if len(b) else float("nan"),
+            # only rows that can fail count (bounds.BOUND_KINDS): k >= 1, not an LN identity
+            "bound_checks": int((b["kind"] == "check").sum()) if len(b) else 0,
             "n_params": self.model.num_params(),
             "wall_time_s": self.train_time + self.probe_time + self.eval_time,
             "train_time_s": self.train_time,
@@ -371,7 +413,7 @@ class Run:
 METRIC_COLUMNS = ["step", "train_loss", "val_loss", "learning_rate", "grad_norm", "tokens_per_s", "elapsed_s"]
 PROBE_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "value"]
 BOUND_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "measured", "lower", "bound",
-                 "ratio", "exact", "violation"]
+                 "ratio", "kind", "violation"]
 # columns that measure time, not the model: excluded from determinism comparisons
 TIMING_COLUMNS = ("tokens_per_s", "elapsed_s")
 
@@ -401,21 +443,76 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True) -> dict:
-    """Train one run into ``out_dir``, resuming from its checkpoint if one is there."""
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold ``out/.lock`` for the whole run: a second trainer on the same folder stops with a
+    message naming the holder instead of writing into the same files."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ".lock"
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RunError(f"{out} is in use by {holder}; wait for it to finish or stop it") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+        yield
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+RUN_FILES = ("ckpt.pt", "metrics.csv", "probes.csv", "bounds.csv", "summary.json", "provenance.json")
+
+
+def move_aside(out: Path) -> Path:
+    """Move a run's files into out/superseded/<n>/ (nothing is deleted)."""
+    n = 1
+    while (out / "superseded" / str(n)).exists():
+        n += 1
+    dest = out / "superseded" / str(n)
+    dest.mkdir(parents=True)
+    for name in RUN_FILES:
+        if (out / name).exists():
+            shutil.move(str(out / name), dest / name)
+    return dest
+
+
+def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_stale: bool = False,
+          corpus_meta: dict | None = None) -> dict:
+    """Train one run into ``out_dir``, resuming from its checkpoint if one is there.
+
+    A checkpoint written with another config or on other data is never resumed: with
+    ``restart_stale`` it is moved to out/superseded/<n>/ and the run starts again, otherwise a
+    RunError says so. A finished run rewrites any output that is missing or differs."""
     out = Path(out_dir)
-    done = out / "summary.json"
-    run = Run(cfg, out, verbose)
-    ckpt = out / "ckpt.pt"
-    for stale in out.glob(".*.tmp"):  # a write cut short by a kill: its target is intact
-        stale.unlink()
-    if ckpt.exists():
-        run.load(ckpt)
-        if run.status != "running" and done.exists():
-            run.log(f"{out} is already {run.status}; nothing to do")
-            return json.loads(done.read_text())
-        run.log(f"resuming {out} from step {run.step}")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "provenance.json", provenance(run.cfg, run.device, run.corpus))
-    return run.fit()
+    run = Run(cfg, out, verbose, corpus_meta)  # every config and data check before anything is written
+    with run_lock(out):
+        ckpt = out / "ckpt.pt"
+        for stale in out.glob(".*.tmp"):  # a write cut short by a kill: its target is intact
+            stale.unlink()
+        if ckpt.exists():
+            try:
+                run.load(ckpt)
+            except StaleCheckpoint as e:
+                if not restart_stale:
+                    raise RunError(f"{e}; use a new output folder, or --restart to move the old run "
+                                   "aside and train again") from None
+                dest = move_aside(out)
+                run.log(f"{e}: moved the old run to {dest}; training again from step 0")
+                run = Run(cfg, out, verbose, corpus_meta)
+            else:
+                if run.status != "running":
+                    fixed = run.repair_outputs()
+                    run.log(f"{out} is already {run.status}; " + (f"rewrote {', '.join(fixed)} from the checkpoint"
+                                                                  if fixed else "nothing to do"))
+                    return json.loads((out / "summary.json").read_text())
+                run.log(f"resuming {out} from step {run.step}")
+        write_json(out / "provenance.json", provenance(run.cfg, run.device, run.corpus))
+        return run.fit()

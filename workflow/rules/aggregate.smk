@@ -1,13 +1,15 @@
-# Stage 3: every run folder into pandas tables, growth-law fits and the claims verdicts.
+# Stage 3: every run folder into pandas tables (runs with their statistics, losses, tightness,
+# scale over training, slopes, and the long tables), then the claims with their verdicts.
 
 
 rule collect:
     localrule: True
     input:
         summaries=expand(f"{RUN_DIR}/summary.json", run=RUNS),
+        baselines=f"{RESULTS}/tables/baselines.csv",
     output:
-        **{t: f"{RESULTS}/tables/{t}.csv" for t in ["metrics", "probes", "bounds", "timings"]},
-        **table_outputs("runs"),
+        **{t: f"{RESULTS}/tables/{t}.csv" for t in COLLECTED if TABLES[t] == ("csv",)},
+        **{f"{t}_{ext}": path for t in COLLECTED if TABLES[t] != ("csv",) for ext, path in table_outputs(t).items()},
     log:
         f"{LOGS}/collect.log",
     params:
@@ -20,26 +22,10 @@ rule collect:
         "../scripts/collect_tables.py"
 
 
-rule growth:
-    localrule: True
-    input:
-        probes=f"{RESULTS}/tables/probes.csv",
-    output:
-        **table_outputs("growth"),
-    log:
-        f"{LOGS}/growth.log",
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/growth_table.py"
-
-
 rule claims:
     localrule: True
     input:
         runs=f"{RESULTS}/tables/runs.csv",
-        probes=f"{RESULTS}/tables/probes.csv",
-        growth=f"{RESULTS}/tables/growth.csv",
     output:
         **table_outputs("claims"),
     log:

@@ -13,7 +13,9 @@ sys.path.insert(0, _SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
 
 from lnstab.config import ConfigError
+from lnstab.figures import FIGURES
 from lnstab.grid import expand as expand_grid, run_config
+from lnstab.tables import COLLECTED, TABLES, table_files
 
 validate(config, "../schemas/config.schema.yaml")
 config.setdefault("resources", {}).setdefault("train", {})
@@ -34,13 +36,8 @@ RUN_DIR = f"{RESULTS}/runs/{{run}}"
 LOGS = f"{RESULTS}/logs"
 CONDA_ENV = "../../envs/environment.yaml"
 
-# small tables: also written as Markdown and LaTeX; large ones as CSV only
-SMALL_TABLES = ["runs", "growth", "claims"]
-LARGE_TABLES = ["metrics", "probes", "bounds"]
-TABLE_FILES = ([f"{RESULTS}/tables/{t}.{ext}" for t in SMALL_TABLES for ext in ("csv", "md", "tex")]
-               + [f"{RESULTS}/tables/{t}.csv" for t in LARGE_TABLES])
-FIGURE_NAMES = ["fig1_moments", "fig2_growth", "fig3_backward", "fig4_losses", "fig5_tightness"]
-FIGURE_FILES = [f"{FIGDIR}/{f}.{ext}" for f in FIGURE_NAMES for ext in ("png", "pdf")]
+TABLE_FILES = table_files(RESULTS)
+FIGURE_FILES = [f"{FIGDIR}/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
 
 
 def run_labels(params):
@@ -51,11 +48,9 @@ def run_labels(params):
 
 
 def table_outputs(name):
-    """CSV (flagged for the HTML report), Markdown and LaTeX of one small table."""
+    """Every file of one table (lnstab.tables.TABLES); the CSV flagged for the HTML report."""
     stem = f"{RESULTS}/tables/{name}"
-    return {
-        "csv": report(f"{stem}.csv", caption=f"../report/table_{name}.rst", category="Tables",
-                      labels={"table": name}),
-        "md": f"{stem}.md",
-        "tex": f"{stem}.tex",
-    }
+    out = {ext: f"{stem}.{ext}" for ext in TABLES[name]}
+    out["csv"] = report(out["csv"], caption=f"../report/table_{name}.rst", category="Tables",
+                        labels={"table": name})
+    return out

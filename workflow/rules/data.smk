@@ -1,13 +1,29 @@
-# Stage 1: the corpus, tokenized once for every run (nanoGPT-format uint16 .bin files).
+# Stage 1: the corpus, tokenized once for every run (nanoGPT-format uint16 .bin files), and its
+# unigram and bigram cross-entropies: the baselines a run must beat to have learned.
+
+
+def corpus_files(wildcards):
+    """The data a study trains on: its files are inputs, so a changed corpus reruns the corpus
+    stage, and through meta.json (its content hash) every training run."""
+    data = BASE.get("data", {})
+    if data.get("source") == "text":
+        return list(data.get("paths", []))
+    if data.get("source") == "bin":
+        return [os.path.join(data["dir"], f"{split}.bin") for split in ("train", "val")]
+    return []
 
 
 rule corpus:
+    input:
+        corpus_files,
     output:
         meta=f"{RESULTS}/data/meta.json",
+        **{f"baselines_{k}": v for k, v in table_outputs("baselines").items()},
     log:
         f"{LOGS}/corpus.log",
     params:
         data=BASE.get("data", {}),
+        vocab_size=BASE.get("model", {}).get("vocab_size"),
         folder=lambda wc, output: os.path.dirname(output.meta),
     conda:
         CONDA_ENV

@@ -1,25 +1,25 @@
-# Stage 5: the written report (Markdown), the sha256 manifest of tables and figures, and the
+# Stage 5: the one-page summary (Markdown), the sha256 manifest of tables and figures, and the
 # inputs of `snakemake --report report.zip` (figures and tables are flagged where made).
 
 
-rule report:
+rule summary:
     localrule: True
     input:
-        claims=f"{RESULTS}/tables/claims.csv",
-        runs=f"{RESULTS}/tables/runs.csv",
-        growth=f"{RESULTS}/tables/growth.csv",
+        tables=table_files(RESULTS, ["baselines", "runs", "losses", "claims", "tightness"]),
         figures=FIGURE_FILES,
     output:
-        report(f"{RESULTS}/report.md", caption="../report/report_md.rst", category="Report",
-               labels={"document": "written report"}),
+        report(f"{RESULTS}/summary.md", caption="../report/summary_md.rst", category="Summary",
+               labels={"document": "one-page summary"}),
     log:
-        f"{LOGS}/report.log",
+        f"{LOGS}/summary.log",
     params:
+        config=config,
+        tables=lambda wc, input: os.path.dirname(input.tables[0]),
         figdir=lambda wc, input: os.path.dirname(input.figures[0]),
     conda:
         CONDA_ENV
     script:
-        "../scripts/write_report.py"
+        "../scripts/write_summary.py"
 
 
 rule manifest:
@@ -27,7 +27,7 @@ rule manifest:
     input:
         TABLE_FILES,
         FIGURE_FILES,
-        f"{RESULTS}/report.md",
+        f"{RESULTS}/summary.md",
     output:
         f"{RESULTS}/manifest.sha256",
     log:

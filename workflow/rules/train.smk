@@ -26,9 +26,7 @@ rule train:
         folder=lambda wc, output: os.path.dirname(output.summary),
     threads: BASE.get("train", {}).get("threads", 1)
     resources:
-        mem_mb=config["resources"]["train"]["mem_mb"],
-        runtime=config["resources"]["train"]["runtime"],
-        gpu=config["resources"]["train"]["gpu"],
+        **config["resources"]["train"],
     conda:
         CONDA_ENV
     script:

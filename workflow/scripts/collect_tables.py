@@ -5,8 +5,10 @@ from lnstab.study import collect_tables, load_study, redirect_output
 
 if "snakemake" in globals():
     redirect_output(snakemake.log[0])
-    collect_tables(snakemake.params.run_dirs, snakemake.params.runs, snakemake.params.tables)
+    p = snakemake.params
+    collect_tables(p.run_dirs, p.runs, snakemake.input.baselines, p.tables)
 elif __name__ == "__main__":
     cfg, runs = load_study(sys.argv[1])
     results = cfg.get("results", "results")
-    collect_tables({r: f"{results}/runs/{r}" for r in runs}, runs, f"{results}/tables")
+    collect_tables({r: f"{results}/runs/{r}" for r in runs}, runs, f"{results}/tables/baselines.csv",
+                   f"{results}/tables")

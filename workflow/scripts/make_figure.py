@@ -8,5 +8,7 @@ if "snakemake" in globals():
     redirect_output(snakemake.log[0])
     make_figure(snakemake.params.figure, dict(snakemake.input.items()), snakemake.output.png[:-len(".png")])
 elif __name__ == "__main__":
+    from lnstab.figures import FIGURES
+
     name, tables, out = sys.argv[1:4]
-    make_figure(name, {t: Path(tables) / f"{t}.csv" for t in ("runs", "metrics", "probes", "bounds", "growth")}, out)
+    make_figure(name, {t: Path(tables) / f"{t}.csv" for t in FIGURES[name][1]}, out)

@@ -1,0 +1,83 @@
+"""results/summary.md: the study on one page, for a reviewer, generated from the tables."""
+from __future__ import annotations
+
+import pandas as pd
+
+# each figure of the study and the figure of the paper (arXiv 2510.09904) it mirrors
+FIGURE_MAP = {
+    "fig1_moments": "Figure 1: moments of the hidden states over the layers of a trained model, with the bounds",
+    "fig2_depth": "the depth statements (growth of the hidden states with the number of layers)",
+    "fig3_backward": "the backward-stability statements (adjoints and gradients over depth)",
+    "fig4_losses": "the claim that Peri-LN trains competitively (no loss figure of the paper's is reproduced)",
+    "fig5_tightness": "none: how much of this package's bounds the trained models use",
+    "fig6_scale": "Figure 1's message that scale grows during training for Pre-LN (scale over steps)",
+}
+
+CAVEAT = ("The bounds are this package's own derivations (docs/bounds.md), not the paper's theorems, "
+          "which were not available to us; a measured value above a bound would be a bug in this "
+          "package. Only rows that can fail are counted as checks (docs/bounds.md, 'What is a check').")
+
+
+def _config_paragraph(config: dict, runs: pd.DataFrame) -> str:
+    b = config.get("base", {})
+    m, t = b.get("model", {}), b.get("train", {})
+    demos = runs[runs["role"] != "study"]
+    return (f"{len(runs)} runs: placements {', '.join(sorted(runs['placement'].unique()))}; "
+            f"depths {', '.join(str(d) for d in sorted(runs['n_layer'].unique()))} blocks; "
+            f"dt {', '.join(f'{v:g}' for v in sorted(runs['dt'].unique(), reverse=True))}; "
+            f"weight decay {', '.join(f'{v:g}' for v in sorted(runs['weight_decay'].unique()))}; "
+            f"learning rates {', '.join(f'{v:g}' for v in sorted(runs['lr'].unique()))}; "
+            f"seeds {', '.join(str(s) for s in sorted(runs['seed'].unique()))}. "
+            f"Models of width {m.get('d_model', '?')} with {m.get('n_head', '?')} heads and context "
+            f"{m.get('block_size', '?')}, trained {t.get('steps', '?')} steps of batch {t.get('batch_size', '?')} "
+            f"on the {b.get('data', {}).get('source', 'shakespeare')} corpus. "
+            f"{len(demos)} run(s) are declared instability demonstrations "
+            f"({', '.join(sorted(demos['placement'] + ' lr=' + demos['lr'].map('{:g}'.format)))}) and are not "
+            "expected to learn." if len(demos) else "")
+
+
+def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str) -> str:
+    runs, base, losses, claims = (tables[k] for k in ("runs", "baselines", "losses", "claims"))
+    study = runs[runs["role"] == "study"]
+    learned = int(study["learned"].sum())
+    lt = losses.copy()
+    lt["val loss"] = ["no finite loss" if m != m else (f"{m:.3f} ± {s:.3f}" if s == s else f"{m:.3f}")
+                      for m, s in zip(lt["val_loss_mean"], lt["val_loss_std"])]
+    lt["learned"] = lt["learned"].astype(str) + "/" + lt["seeds"].astype(str)
+    lt = lt[["placement", "n_layer", "dt", "weight_decay", "lr", "role", "val loss", "learned"]]
+    cl = claims[["claim", "verdict", "holds", "checked", "numbers"]]
+    parts = [
+        "# lnstab study summary",
+        "",
+        "Reproduction at small scale of *Stability of Transformers under Layer Normalization* "
+        "(Kan et al., arXiv 2510.09904).",
+        "",
+        "## The study",
+        "",
+        _config_paragraph(config, runs),
+        "",
+        f"Runs that learned (final validation loss below the bigram baseline): {learned} of {len(study)} "
+        f"study runs; claims are judged on those only.",
+        "",
+        "## Baselines (validation split, nats per token, add-one smoothed counts of the training split)",
+        "",
+        base[["corpus", "tokenizer", "tokens", "unigram_nats", "bigram_nats"]].to_markdown(index=False, floatfmt=".4f"),
+        "",
+        "## Final validation loss (mean ± standard deviation over seeds)",
+        "",
+        lt.to_markdown(index=False, floatfmt="g"),
+        "",
+        "## Claims",
+        "",
+        cl.to_markdown(index=False),
+        "",
+        "## Figures and the paper's figures they mirror",
+        "",
+        *[f"- [{name}]({figdir}/{name}.png): {what}" for name, what in FIGURE_MAP.items()],
+        "",
+        "## Caveat",
+        "",
+        CAVEAT,
+        "",
+    ]
+    return "\n".join(parts)
