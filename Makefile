@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
 
-.PHONY: setup workflow test smoke report determinism bench clean
+.PHONY: setup workflow test check smoke report determinism bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ workflow: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# the edit loop: everything but the end-to-end workflow and SLURM tests
+check: setup
+	$(BIN)/python -m pytest -m "not slow" -q
 
 smoke: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml

@@ -61,6 +61,7 @@ def test_bin_fingerprint_is_a_content_hash(tmp_path):
     assert fp[0] != fp[1]
 
 
+@pytest.mark.slow
 def test_workflow_corpus_files_are_inputs(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT_A)

@@ -146,3 +146,23 @@ def test_sequence_longer_than_context_is_rejected():
     model = make("pre")
     with pytest.raises(ValueError, match="block_size"):
         model(torch.zeros(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("init", ["gain", "proj", "none"])
+def test_peri_output_norm_init_and_the_eps_regime(init):
+    """GPT-2's 1/sqrt(2L) on a projection that an output LN normalises only pushes the LN's input
+    under ln_eps (docs/bounds.md, "The Peri-LN eps regime"); 'gain' moves it to the LN's gain."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(placement="peri", n_layer=24, d_model=32, n_head=4, block_size=32, vocab_size=65,
+                      normalised_branch_init=init)
+    model = GPT(cfg)
+    scale = 1 / math.sqrt(2 * cfg.n_layer)
+    r = model.sublayers()[1]  # an MLP sub-layer
+    assert r.ln_out.weight.detach().mean().item() == pytest.approx(scale if init == "gain" else 1.0)
+    proj_std = r.f.proj.weight.detach().std().item()
+    assert proj_std == pytest.approx(0.02 * (scale if init == "proj" else 1.0), rel=0.1)
+    x = model.embed(torch.randint(0, 65, (4, 32)))
+    with torch.no_grad():
+        branch_in = r.f(r.ln_in(x))
+    token_var = branch_in.var(dim=-1, unbiased=False).mean().item()
+    assert (token_var < cfg.ln_eps) == (init == "proj")

@@ -14,16 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.colors as mcolors  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .io import _atomic  # noqa: E402
-from .stats import HIDDEN_POINTS, RUN_KEYS, at_last_step, increment_ratios  # noqa: E402
+from .io import _atomic
+from .stats import HIDDEN_POINTS, RUN_KEYS, at_last_step, increment_ratios
 
 STYLE = Path(__file__).with_name("style.mplstyle")
 # Okabe-Ito: one hue per placement, distinct for every common colour-vision deficiency
@@ -33,8 +28,16 @@ MOMENT_LABELS = {"mean_abs": "mean |x|", "var_entry": "entry-wise variance",
                  "var_data": "data-wise variance", "mean_norm": "mean ||x||"}
 
 
-def use_style() -> None:
+def pyplot():
+    """matplotlib's pyplot with the Agg backend and lnstab's style; imported here, so that reading
+    FIGURES (the workflow does it at every parse) costs no matplotlib import."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     plt.style.use(STYLE)
+    return plt
 
 
 def save(fig, stem: str | Path) -> list[Path]:
@@ -46,7 +49,7 @@ def save(fig, stem: str | Path) -> list[Path]:
         path = stem.with_suffix(f".{ext}")
         _atomic(path, lambda f, ext=ext, md=md: fig.savefig(f, format=ext, metadata=md))
         paths.append(path)
-    plt.close(fig)
+    pyplot().close(fig)
     return paths
 
 
@@ -71,6 +74,8 @@ def add_variant(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 def variant_styles(variants) -> dict[str, tuple[str, str]]:
     """variant -> (colour, marker): the placement's hue, lighter for each further variant."""
+    import matplotlib.colors as mcolors
+
     out = {}
     for p in PLACEMENT_COLORS:
         mine = sorted(v for v in set(variants) if v.split()[0] == p)
@@ -91,11 +96,11 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
     """Facets row x col of ``value`` against ``x``, one line per variant (mean over seeds, band
     one standard deviation); ``bound`` (a column) dashed in the variant's colour; ``hlines``
     {label: y} grey reference lines in every panel."""
-    use_style()
+    plt = pyplot()
     rows = list(row_labels) if row else [None]
     cols = col_order or sorted(df[col].unique(), reverse=True)
     styles = variant_styles(df["variant"])
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(panel_w * len(cols) + 1.8, panel_h * len(rows)),
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(panel_w * len(cols) + 0.6, panel_h * len(rows) + 0.9),
                              squeeze=False, sharex=True, sharey=sharey, layout="constrained")
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
@@ -124,21 +129,28 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
             ax.set_title(col_title(c) if i == 0 else "")
             ax.set_xlabel(xlabel if i == len(rows) - 1 else "")
             ax.set_ylabel(row_labels[r] if j == 0 and row else (row_labels.get(None, "") if j == 0 else ""))
-    handles, labels = {}, []
+    extra = {"proven bound (dashed)": "--"} if bound is not None else {}
+    extra.update({name: (0, (4, 2)) if "bigram" in name else ":" for name in hlines or {}})
+    finish(fig, axes, title, extra)
+    return fig
+
+
+def finish(fig, axes, title: str, extra: dict[str, object]) -> None:
+    """One legend for the figure, below the panels, variants in placement order, then the grey
+    reference lines of ``extra`` (label -> linestyle); the title above."""
+    plt = pyplot()
+    handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in handles:
-                handles[lab] = h
-                labels.append(lab)
-    if bound is not None:
-        handles["proven bound (dashed)"] = plt.Line2D([], [], color="0.3", linestyle="--")
-        labels.append("proven bound (dashed)")
-    for name in hlines or {}:
-        handles[name] = plt.Line2D([], [], color="0.4", linestyle=(0, (4, 2)) if "bigram" in name else ":")
+            handles.setdefault(lab, h)
+    order = list(PLACEMENT_COLORS)
+    labels = sorted(handles, key=lambda lab: (order.index(lab.split()[0]) if lab.split()[0] in order else 9, lab))
+    for name, ls in extra.items():
+        handles[name] = plt.Line2D([], [], color="0.35", linestyle=ls)
         labels.append(name)
-    fig.legend([handles[lab] for lab in labels], labels, loc="outside right upper")
+    fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center",
+               ncol=min(4, len(labels)), frameon=False)
     fig.suptitle(title)
-    return fig
 
 
 def _deepest_learned(runs: pd.DataFrame) -> int:
@@ -190,17 +202,17 @@ def figure_backward(probes: pd.DataFrame, runs: pd.DataFrame):
     df = add_variant(pd.concat([adj, blocks], ignore_index=True), runs)
     return panel_grid(df, "sublayer", "row", "dt",
                       {"adjoint_ratio": "||p^(k)|| / ||p^(K)||", "block_grad_norm": "block gradient norm"},
-                      lambda dt: f"dt = {dt:g}", "layer index k (block gradients at the block's last sub-layer)",
-                      title=f"Backward stability, {L} blocks, final step")
+                      lambda dt: f"dt = {dt:g}", "layer index k",
+                      title=f"Backward stability, {L} blocks, final step (a block's gradient drawn at its last sub-layer)")
 
 
 def plot_losses(metrics: pd.DataFrame, baselines: pd.DataFrame, unit: str, smooth: int = 25):
     """Validation loss (markers) and training loss (line, moving average over ``smooth`` steps)
     against step, facets depth x dt, shared y, with the corpus's unigram and bigram baselines."""
-    use_style()
+    plt = pyplot()
     depths, dts = sorted(metrics["n_layer"].unique()), sorted(metrics["dt"].unique(), reverse=True)
     styles = variant_styles(metrics["variant"])
-    fig, axes = plt.subplots(len(depths), len(dts), figsize=(3.0 * len(dts) + 2.2, 2.3 * len(depths)),
+    fig, axes = plt.subplots(len(depths), len(dts), figsize=(3.2 * len(dts) + 0.6, 2.3 * len(depths) + 0.9),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
     base = {f"unigram baseline {baselines['unigram_nats'].iloc[0]:.2f}": baselines["unigram_nats"].iloc[0],
             f"bigram baseline {baselines['bigram_nats'].iloc[0]:.2f}": baselines["bigram_nats"].iloc[0]}
@@ -220,21 +232,11 @@ def plot_losses(metrics: pd.DataFrame, baselines: pd.DataFrame, unit: str, smoot
             for name, y in base.items():
                 ax.axhline(y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
             ax.set_title(f"L = {depth}, dt = {dt:g}")
-            ax.set_xlabel("step" if i == len(depths) - 1 else "")
+            ax.set_xlabel("training step" if i == len(depths) - 1 else "")
             ax.set_ylabel(f"loss ({unit})" if j == 0 else "")
-    top = max(baselines["unigram_nats"].iloc[0] * 1.15, 0)
-    axes[0, 0].set_ylim(top=top)
-    handles, labels = {}, []
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in handles:
-                handles[lab] = h
-                labels.append(lab)
-    for name in base:
-        handles[name] = plt.Line2D([], [], color="0.4", linestyle=(0, (4, 2)) if "bigram" in name else ":")
-        labels.append(name)
-    fig.legend([handles[lab] for lab in labels], labels, loc="outside right upper")
-    fig.suptitle(f"Validation loss (markers) and training loss (line, {smooth}-step average)")
+    axes[0, 0].set_ylim(top=baselines["unigram_nats"].iloc[0] * 1.15)
+    finish(fig, axes, f"Validation loss (markers) and training loss (line, {smooth}-step average)",
+           {name: (0, (4, 2)) if "bigram" in name else ":" for name in base})
     return fig
 
 
@@ -254,11 +256,12 @@ def figure_tightness(bounds: pd.DataFrame, runs: pd.DataFrame):
     slope = at_last_step(bounds[(bounds["n_layer"] == L) & (bounds["quantity"] == "branch_norm_max")])
     slope = slope.assign(value=slope["bound"], quantity="slope")[RUN_KEYS + ["sublayer", "quantity", "value"]]
     df = add_variant(pd.concat([inc, slope], ignore_index=True), runs)
-    labels = {q: f"{MOMENT_LABELS[q]}: increment ratio" for q in ("mean_abs", "mean_norm", "var_entry", "var_data")}
-    labels["slope"] = "slope C_j (bound on ||branch||)"
+    labels = {"mean_abs": "mean |x|", "mean_norm": "mean ||x||", "var_entry": "entry-wise var.",
+              "var_data": "data-wise var.", "slope": "slope C_j"}
     return panel_grid(df[df["value"] > 0], "sublayer", "quantity", "dt", labels, lambda dt: f"dt = {dt:g}",
-                      "layer index k", panel_h=2.0,
-                      title=f"Bound tightness, {L} blocks, final step (1 = the bound's whole increment used)")
+                      "layer index k", panel_h=1.9, panel_w=3.4,
+                      title=f"Bound tightness, {L} blocks, final step\nrows 1-4: increment ratio (1 = the bound's "
+                            "whole increment used); row 5: slope C_j, the bound on max_t ||branch_t||")
 
 
 def figure_scale(scale: pd.DataFrame, runs: pd.DataFrame):
