@@ -28,9 +28,9 @@ wildcard_constraints:
 
 rule all:
     default_target: True
-    localrule: True
     input:
         TABLE_FILES,
         FIGURE_FILES,
         f"{RESULTS}/summary.md",
         f"{RESULTS}/manifest.sha256",
+    localrule: True

@@ -63,3 +63,16 @@ def test_batches_depend_only_on_their_generator():
     torch.manual_seed(123)  # the global RNG plays no part
     b = get_batch(c.train, 4, 32, torch.Generator().manual_seed(5))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_show_config_describes_every_key():
+    import yaml
+
+    from lnstab.config import RunConfig, described_yaml, load_config
+
+    cfg = load_config(None, ["model.dt=0.5"])
+    text = described_yaml(cfg)
+    assert yaml.safe_load(text) == cfg.to_dict()  # the comments change nothing
+    flat = [line for line in text.splitlines() if not line.rstrip().endswith(":")]
+    assert len(flat) == sum(len(v) if isinstance(v, dict) else 1 for v in RunConfig().to_dict().values())
+    assert all("  # " in line for line in flat), [line for line in flat if "  # " not in line]

@@ -141,3 +141,14 @@ def test_smoke_workflow_end_to_end(smoke_local):
     res = snakemake("--configfile", str(cfg_path), "--report", str(tmp_path / "report.zip"))
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "report.zip").stat().st_size > 10_000
+
+
+def test_workflow_files_are_snakefmt_clean():
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("snakefmt", path=str(Path(sys.executable).parent)) or shutil.which("snakefmt")
+    assert exe, "snakefmt is installed by envs/requirements.txt"
+    res = subprocess.run([exe, "--check", "Snakefile", "workflow/"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         if args.command == "show-config":
-            import yaml
+            from .config import described_yaml
 
-            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+            print(described_yaml(cfg), end="")
             return 0
         from .train import train
 

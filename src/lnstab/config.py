@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,19 +25,20 @@ class ModelConfig:
     placement: str = "pre"  # where LayerNorm sits: pre | peri | post | none (docs/theory.md, section 1)
     dt: float = 1.0  # residual step: x <- x + dt * branch(x)
     n_layer: int = 4  # blocks; each has 2 sub-layers (attention, MLP)
-    n_head: int = 4
-    d_model: int = 64
+    n_head: int = 4  # attention heads (d_model must be divisible by it)
+    d_model: int = 64  # width of the residual stream
     block_size: int = 64  # context length
     vocab_size: int | None = None  # None: taken from the tokenizer
     bias: bool = True  # biases in Linear and LayerNorm
-    ln_eps: float = 1e-5
+    ln_eps: float = 1e-5  # LayerNorm eps, inside the square root
     fused_attention: bool = True  # scaled_dot_product_attention; False: explicit softmax(QK^T)V
     # GPT-2 scales the init of every branch output projection by 1/sqrt(2 n_layer). Where an
     # output LN normalises the branch (Peri-LN) that scaling only pushes the LN's input variance
     # below ln_eps (docs/bounds.md, "The Peri-LN eps regime"). There: proj = GPT-2's rule as is;
     # gain = projection at std 0.02 and the output LN's gain starting at 1/sqrt(2 n_layer);
-    # none = no depth scaling at all.
-    normalised_branch_init: str = "gain"
+    # none = no depth scaling at all. (The comment ending a field's line is its description in
+    # `lnstab show-config`.)
+    normalised_branch_init: str = "gain"  # gain | proj | none: where 1/sqrt(2L) goes in Peri-LN
 
 
 @dataclass
@@ -50,30 +52,30 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 200
-    batch_size: int = 16
-    lr: float = 1e-3
+    steps: int = 200  # optimizer steps
+    batch_size: int = 16  # sequences per step
+    lr: float = 1e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.1  # cosine decays lr to lr * min_lr_ratio
-    warmup_steps: int = 20
+    warmup_steps: int = 20  # linear warmup from lr/warmup_steps to lr
     weight_decay: float = 0.1  # applied to matrices only
-    beta1: float = 0.9
-    beta2: float = 0.95
+    beta1: float = 0.9  # AdamW first-moment decay, in [0, 1)
+    beta2: float = 0.95  # AdamW second-moment decay, in [0, 1)
     grad_clip: float = 1.0  # 0 disables clipping
     eval_interval: int = 50  # validation loss every N steps (and at the end)
-    eval_batches: int = 4
-    log_interval: int = 10
+    eval_batches: int = 4  # validation batches per evaluation (fixed, re-seeded each time)
+    log_interval: int = 10  # progress line every N steps (when not on a terminal)
     ckpt_interval: int = 50  # checkpoint every N steps (and at the end); 0: only at the end
     device: str = "cpu"  # cpu | cuda | auto
     precision: str = "fp32"  # fp32 | bf16 (autocast, GPU)
-    tf32: bool = False
-    compile: bool = False
-    deterministic: bool = True
+    tf32: bool = False  # TensorFloat-32 matmuls (GPU)
+    compile: bool = False  # torch.compile the model (GPU)
+    deterministic: bool = True  # seeded RNGs and deterministic algorithms: byte-identical reruns
     threads: int = 1  # torch.set_num_threads; from here, never from the environment
 
 
 @dataclass
 class ProbeConfig:
-    enabled: bool = True
+    enabled: bool = True  # probes and bounds (never change training)
     interval: int = 50  # probe every N steps; step 0 and the final step always; 0: only those
     batch_size: int = 8  # sequences in the fixed probe batch
     jacobian_iters: int = 32  # at most this many Lanczos products (J^T J v) per Jacobian norm; 0 skips
@@ -83,7 +85,7 @@ class ProbeConfig:
 
 @dataclass
 class RunConfig:
-    seed: int = 0
+    seed: int = 0  # model init and training batches
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -246,3 +248,41 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
         keys, value = parse_override(text)
         _apply(cfg, "", nest(keys, value))
     return validate(cfg)
+
+
+def descriptions() -> dict[str, str]:
+    """'section.key' -> the comment that ends the key's line in this file: the one place a key
+    is described (shown by ``lnstab show-config``)."""
+    import inspect
+    import sys
+
+    out, section = {}, None
+    names = {"ModelConfig": "model.", "DataConfig": "data.", "TrainConfig": "train.", "ProbeConfig": "probe.",
+             "RunConfig": ""}
+    for line in inspect.getsource(sys.modules[__name__]).splitlines():
+        m = re.match(r"^class (\w+)", line)
+        if m:
+            section = names.get(m.group(1))
+            continue
+        m = re.match(r"^    (\w+): [^=]+=.*?#\s*(.+)$", line)
+        if section is not None and m:
+            out[section + m.group(1)] = m.group(2).strip()
+    return out
+
+
+def described_yaml(cfg: RunConfig) -> str:
+    """The resolved config as YAML, each key with its one-line description as a comment."""
+    notes = descriptions()
+    lines = []
+
+    def emit(d: dict, prefix: str, indent: str):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                lines.append(f"{indent}{k}:")
+                emit(v, f"{prefix}{k}.", indent + "  ")
+                continue
+            value = yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...").removesuffix("...").strip()
+            note = notes.get(prefix + k)
+            lines.append(f"{indent}{k}: {value}" + (f"  # {note}" if note else ""))
+    emit(cfg.to_dict(), "", "")
+    return "\n".join(lines) + "\n"

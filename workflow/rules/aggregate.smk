@@ -3,33 +3,40 @@
 
 
 rule collect:
-    localrule: True
     input:
         summaries=expand(f"{RUN_DIR}/summary.json", run=RUNS),
         baselines=f"{RESULTS}/tables/baselines.csv",
     output:
         **{t: f"{RESULTS}/tables/{t}.csv" for t in COLLECTED if TABLES[t] == ("csv",)},
-        **{f"{t}_{ext}": path for t in COLLECTED if TABLES[t] != ("csv",) for ext, path in table_outputs(t).items()},
+        **{
+            f"{t}_{ext}": path
+            for t in COLLECTED
+            if TABLES[t] != ("csv",)
+            for ext, path in table_outputs(t).items()
+        },
     log:
         f"{LOGS}/collect.log",
-    params:
-        runs=RUNS,
-        run_dirs=lambda wc, input: {r: os.path.dirname(s) for r, s in zip(RUNS, input.summaries)},
-        tables=lambda wc, output: os.path.dirname(output.metrics),
+    localrule: True
     conda:
         CONDA_ENV
+    params:
+        runs=RUNS,
+        run_dirs=lambda wc, input: {
+            r: os.path.dirname(s) for r, s in zip(RUNS, input.summaries)
+        },
+        tables=lambda wc, output: os.path.dirname(output.metrics),
     script:
         "../scripts/collect_tables.py"
 
 
 rule claims:
-    localrule: True
     input:
         runs=f"{RESULTS}/tables/runs.csv",
     output:
         **table_outputs("claims"),
     log:
         f"{LOGS}/claims.log",
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -37,6 +44,6 @@ rule claims:
 
 
 rule tables:
-    localrule: True
     input:
         TABLE_FILES,
+    localrule: True

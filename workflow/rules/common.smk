@@ -10,7 +10,9 @@ from snakemake.utils import validate
 # need no copy of the package and no other installed copy is ever used
 _SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, _SRC)
-os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+)
 
 from lnstab.config import ConfigError
 from lnstab.figures import FIGURES
@@ -42,15 +44,24 @@ FIGURE_FILES = [f"{FIGDIR}/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")
 
 def run_labels(params):
     """Report labels of one run: what a reader filters by."""
-    return {"placement": params["placement"], "depth": params["n_layer"], "dt": params["dt"],
-            "weight decay": params["weight_decay"], "lr": params["lr"], "seed": params["seed"]}
-
+    return {
+        "placement": params["placement"],
+        "depth": params["n_layer"],
+        "dt": params["dt"],
+        "weight decay": params["weight_decay"],
+        "lr": params["lr"],
+        "seed": params["seed"],
+    }
 
 
 def table_outputs(name):
     """Every file of one table (lnstab.tables.TABLES); the CSV flagged for the HTML report."""
     stem = f"{RESULTS}/tables/{name}"
     out = {ext: f"{stem}.{ext}" for ext in TABLES[name]}
-    out["csv"] = report(out["csv"], caption=f"../report/table_{name}.rst", category="Tables",
-                        labels={"table": name})
+    out["csv"] = report(
+        out["csv"],
+        caption=f"../report/table_{name}.rst",
+        category="Tables",
+        labels={"table": name},
+    )
     return out

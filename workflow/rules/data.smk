@@ -17,15 +17,15 @@ rule corpus:
     input:
         corpus_files,
     output:
-        meta=f"{RESULTS}/data/meta.json",
         **{f"baselines_{k}": v for k, v in table_outputs("baselines").items()},
+        meta=f"{RESULTS}/data/meta.json",
     log:
         f"{LOGS}/corpus.log",
+    conda:
+        CONDA_ENV
     params:
         data=BASE.get("data", {}),
         vocab_size=BASE.get("model", {}).get("vocab_size"),
         folder=lambda wc, output: os.path.dirname(output.meta),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/prepare_corpus.py"

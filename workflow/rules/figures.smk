@@ -6,7 +6,6 @@ for _fig, (_, _tables) in FIGURES.items():
     rule:
         name:
             _fig
-        localrule: True
         input:
             **{t: f"{RESULTS}/tables/{t}.csv" for t in _tables},
         output:
@@ -14,20 +13,26 @@ for _fig, (_, _tables) in FIGURES.items():
                 f"{FIGDIR}/{_fig}.png",
                 caption=f"../report/{_fig}.rst",
                 category="Figures",
-                labels={"figure": _fig.split("_", 1)[1], "placement": "all", "depth": "see caption", "dt": "all"},
+                labels={
+                    "figure": _fig.split("_", 1)[1],
+                    "placement": "all",
+                    "depth": "see caption",
+                    "dt": "all",
+                },
             ),
             pdf=f"{FIGDIR}/{_fig}.pdf",
         log:
             f"{LOGS}/figures/{_fig}.log",
-        params:
-            figure=_fig,
+        localrule: True
         conda:
             CONDA_ENV
+        params:
+            figure=_fig,
         script:
             "../scripts/make_figure.py"
 
 
 rule figures:
-    localrule: True
     input:
         FIGURE_FILES,
+    localrule: True

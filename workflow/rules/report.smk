@@ -3,27 +3,32 @@
 
 
 rule summary:
-    localrule: True
     input:
-        tables=table_files(RESULTS, ["baselines", "runs", "losses", "claims", "tightness"]),
+        tables=table_files(
+            RESULTS, ["baselines", "runs", "losses", "claims", "tightness"]
+        ),
         figures=FIGURE_FILES,
     output:
-        report(f"{RESULTS}/summary.md", caption="../report/summary_md.rst", category="Summary",
-               labels={"document": "one-page summary"}),
+        report(
+            f"{RESULTS}/summary.md",
+            caption="../report/summary_md.rst",
+            category="Summary",
+            labels={"document": "one-page summary"},
+        ),
     log:
         f"{LOGS}/summary.log",
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         config=config,
         tables=lambda wc, input: os.path.dirname(input.tables[0]),
         figdir=lambda wc, input: os.path.dirname(input.figures[0]),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/write_summary.py"
 
 
 rule manifest:
-    localrule: True
     input:
         TABLE_FILES,
         FIGURE_FILES,
@@ -32,8 +37,8 @@ rule manifest:
         f"{RESULTS}/manifest.sha256",
     log:
         f"{LOGS}/manifest.log",
+    localrule: True
     conda:
         CONDA_ENV
     script:
         "../scripts/write_manifest.py"
-

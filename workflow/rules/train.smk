@@ -20,14 +20,14 @@ rule train:
         f"{LOGS}/train/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: BASE.get("train", {}).get("threads", 1)
+    resources:
+        **config["resources"]["train"],
     params:
         grid=lambda wc: RUNS[wc.run],
         base=BASE,
         folder=lambda wc, output: os.path.dirname(output.summary),
-    threads: BASE.get("train", {}).get("threads", 1)
-    resources:
-        **config["resources"]["train"],
-    conda:
-        CONDA_ENV
     script:
         "../scripts/train_run.py"
