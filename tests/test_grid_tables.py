@@ -45,3 +45,22 @@ def test_tables_are_written_in_their_formats(tmp_path):
     assert pd.read_csv(tmp_path / "claims.csv")["numbers"].iloc[0] == "x" * 300
     assert table_files("r", ["claims"]) == ["r/tables/claims.csv", "r/tables/claims.md", "r/tables/claims.tex"]
     assert set(TABLES["probes"]) == {"csv"}
+
+
+def test_summary_page_has_baselines_losses_claims_and_the_caveat():
+    from test_claims import run
+
+    from lnstab.claims import claims_table
+    from lnstab.stats import loss_table
+    from lnstab.summary import summary_markdown
+
+    runs = pd.DataFrame([run("pre", seed=s, scale_final=9.0) for s in (0, 1)] + [run("peri", seed=s) for s in (0, 1)])
+    tables = {"runs": runs, "losses": loss_table(runs), "claims": claims_table(runs),
+              "baselines": pd.DataFrame([{"corpus": "shakespeare", "tokenizer": "char", "tokens": 10,
+                                          "unigram_nats": 3.3, "bigram_nats": 2.5}])}
+    text = summary_markdown(tables, {"base": {"model": {"d_model": 32}}}, "../figures")
+    for needle in ("2.5000", "3.3000", "2.000 ± 0.000", "pre_above_peri_trained", "supported",
+                   "not the paper's theorems", "(../figures/fig1_moments.png)"):
+        assert needle in text, needle
+    # a claim the grid cannot test is listed with what would decide it
+    assert "- `wd_limits_pre`: untested (0/0). Deciding it needs" in text

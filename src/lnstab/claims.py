@@ -32,14 +32,17 @@ class Claim:
     statement: str
     criterion: str
     test: Callable[[pd.DataFrame], tuple[int, int, str]]
+    decided_by: str  # what study would decide the claim where this one does not
 
 
 CLAIMS: dict[str, Claim] = {}
+DEEPER = ("deeper and longer training: config/extended.yaml (48 blocks, 1,000 steps, 3 seeds) on a CPU, "
+          "config/gpu.yaml (48 blocks of width 512) on one GPU, config/paper.yaml at GPT-2 scale")
 
 
-def claim(statement: str, criterion: str):
+def claim(statement: str, criterion: str, decided_by: str = DEEPER):
     def register(fn):
-        CLAIMS[fn.__name__] = Claim(fn.__name__, statement, criterion, fn)
+        CLAIMS[fn.__name__] = Claim(fn.__name__, statement, criterion, fn, decided_by)
         return fn
     return register
 
@@ -172,7 +175,8 @@ def post_backward_collapse(runs):
 
 @claim("Peri-LN reaches a validation loss competitive with the best other placement",
        f"per depth, each placement at its best dt, weight decay and lr (lowest mean over >= 2 seeds): "
-       f"Peri-LN's mean within max({LOSS_TOLERANCE:.0%}, 2 standard errors of the difference) of the best other")
+       f"Peri-LN's mean within max({LOSS_TOLERANCE:.0%}, 2 standard errors of the difference) of the best other",
+       "more seeds (config/extended.yaml has 3) and the learning rate tuned per placement")
 def peri_loss_competitive(runs):
     j = judged(runs)
     g = j.groupby(["placement", "n_layer", "dt", "weight_decay", "lr"])["final_val_loss"]

@@ -22,18 +22,30 @@ def _config_paragraph(config: dict, runs: pd.DataFrame) -> str:
     b = config.get("base", {})
     m, t = b.get("model", {}), b.get("train", {})
     demos = runs[runs["role"] != "study"]
-    return (f"{len(runs)} runs: placements {', '.join(sorted(runs['placement'].unique()))}; "
-            f"depths {', '.join(str(d) for d in sorted(runs['n_layer'].unique()))} blocks; "
-            f"dt {', '.join(f'{v:g}' for v in sorted(runs['dt'].unique(), reverse=True))}; "
-            f"weight decay {', '.join(f'{v:g}' for v in sorted(runs['weight_decay'].unique()))}; "
-            f"learning rates {', '.join(f'{v:g}' for v in sorted(runs['lr'].unique()))}; "
-            f"seeds {', '.join(str(s) for s in sorted(runs['seed'].unique()))}. "
-            f"Models of width {m.get('d_model', '?')} with {m.get('n_head', '?')} heads and context "
-            f"{m.get('block_size', '?')}, trained {t.get('steps', '?')} steps of batch {t.get('batch_size', '?')} "
-            f"on the {b.get('data', {}).get('source', 'shakespeare')} corpus. "
-            f"{len(demos)} run(s) are declared instability demonstrations "
-            f"({', '.join(sorted(demos['placement'] + ' lr=' + demos['lr'].map('{:g}'.format)))}) and are not "
-            "expected to learn." if len(demos) else "")
+    study = (f"{len(runs)} runs: placements {', '.join(sorted(runs['placement'].unique()))}; "
+             f"depths {', '.join(str(d) for d in sorted(runs['n_layer'].unique()))} blocks; "
+             f"dt {', '.join(f'{v:g}' for v in sorted(runs['dt'].unique(), reverse=True))}; "
+             f"weight decay {', '.join(f'{v:g}' for v in sorted(runs['weight_decay'].unique()))}; "
+             f"learning rates {', '.join(f'{v:g}' for v in sorted(runs['lr'].unique()))}; "
+             f"seeds {', '.join(str(s) for s in sorted(runs['seed'].unique()))}. "
+             f"Models of width {m.get('d_model', '?')} with {m.get('n_head', '?')} heads and context "
+             f"{m.get('block_size', '?')}, trained {t.get('steps', '?')} steps of batch {t.get('batch_size', '?')} "
+             f"on the {b.get('data', {}).get('source', 'shakespeare')} corpus.")
+    if len(demos):
+        labels = sorted(set(demos["placement"] + " lr=" + demos["lr"].map("{:g}".format)))
+        study += (f" {len(demos)} run(s) are declared instability demonstrations ({', '.join(labels)}) "
+                  "and are not expected to learn.")
+    return study
+
+
+def _undecided(claims: pd.DataFrame) -> list[str]:
+    from .claims import CLAIMS
+
+    rows = claims[claims["verdict"] != "supported"]
+    if rows.empty:
+        return ["Every claim is supported at this scale."]
+    return [f"- `{r.claim}`: {r.verdict} ({r.holds}/{r.checked}). Deciding it needs {CLAIMS[r.claim].decided_by}."
+            for r in rows.itertuples()]
 
 
 def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str) -> str:
@@ -70,6 +82,10 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str)
         "## Claims",
         "",
         cl.to_markdown(index=False),
+        "",
+        "## Where this study does not decide a claim",
+        "",
+        *_undecided(claims),
         "",
         "## Figures and the paper's figures they mirror",
         "",
