@@ -4,9 +4,11 @@
 # live cluster only checks that the node is idle.
 #   scripts/slurm-up.sh          install if needed, configure, start, wait until the node is idle
 #   scripts/slurm-down.sh        stop the daemons this script started (by their PIDs)
-# The configuration is private: $STATE/etc/slurm.conf, used by the daemons (-f) and by clients
-# through SLURM_CONF (export SLURM_CONF=$STATE/etc/slurm.conf); the system's /etc/slurm is never
-# read or written.
+# The configuration is private: $STATE/etc/slurm.conf, read by slurmctld (-f) and served by it
+# ("configless" mode) to slurmd, which caches it under /run/slurm/conf, where SLURM's client
+# commands look when SLURM_CONF is unset (the SLURM executor plugin unsets it for the srun inside
+# each job). Clients outside jobs use SLURM_CONF=$STATE/etc/slurm.conf. The system's
+# /etc/slurm is never read or written.
 # No accounting database: the workflow profile queries job status with squeue, which needs
 # MinJobAge long enough for finished jobs to stay visible (set below).
 set -euo pipefail
@@ -65,6 +67,7 @@ SlurmdPidFile=$STATE/run/slurmd.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
 AccountingStorageType=accounting_storage/none
+SlurmctldParameters=enable_configless
 JobAcctGatherType=jobacct_gather/none
 NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:1 State=UNKNOWN
 PartitionName=main Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
@@ -89,7 +92,7 @@ if [ "$changed" = 1 ] && alive "$STATE/run/slurmctld.pid"; then
 fi
 export SLURM_CONF="$CONF_DIR/slurm.conf"
 alive "$STATE/run/slurmctld.pid" || /usr/sbin/slurmctld -i -f "$SLURM_CONF"
-alive "$STATE/run/slurmd.pid" || /usr/sbin/slurmd -f "$SLURM_CONF"
+alive "$STATE/run/slurmd.pid" || /usr/sbin/slurmd --conf-server "$HOST"
 
 for _ in $(seq 1 120); do
     state=$(sinfo -h -n "$HOST" -o "%T" 2>/dev/null || true)

@@ -2,17 +2,6 @@
 # unigram and bigram cross-entropies: the baselines a run must beat to have learned.
 
 
-def corpus_files(wildcards):
-    """The data a study trains on: its files are inputs, so a changed corpus reruns the corpus
-    stage, and through meta.json (its content hash) every training run."""
-    data = BASE.get("data", {})
-    if data.get("source") == "text":
-        return list(data.get("paths", []))
-    if data.get("source") == "bin":
-        return [os.path.join(data["dir"], f"{split}.bin") for split in ("train", "val")]
-    return []
-
-
 rule corpus:
     input:
         corpus_files,
