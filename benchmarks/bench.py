@@ -273,7 +273,7 @@ def write_doc(path: Path, rows, memory, dag, e2e):
         lines.append(f"| {name} | {secs:.0f} |")
     lines += ["", "Where a slurm.conf names a controller that does not answer, the SLURM executor plugin adds",
               "about 10 s to every Snakemake start (`scontrol show config` waits for it);",
-              "`scripts/slurm-down.sh` removes the slurm.conf that `scripts/slurm-up.sh` generated, so the",
+              "`scripts/slurm-up.sh` keeps its configuration private and `scripts/slurm-down.sh` removes it, so the",
               "numbers above were taken either with that controller up or with no slurm.conf."]
     lines += ["", "## GPU", ""] + gpu_section(ROOT / "benchmarks" / "gpu_results.json")
     path.write_text("\n".join(lines) + "\n")

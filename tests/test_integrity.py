@@ -230,3 +230,22 @@ def test_make_clean_leaves_other_studies_alone(tmp_path):
     subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "clean"], cwd=tmp_path, check=True)
     kept = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
     assert kept == {"results/paper/runs/x/ckpt.pt", "results/extended/tables/runs.csv", "figures/README.md"}
+
+
+def test_a_study_run_records_its_grid_point(tmp_path):
+    meta = tmp_path / "data" / "meta.json"
+    prepare_corpus({"source": "shakespeare"}, tmp_path / "data", meta, tmp_path / "baselines")
+    params = {"placement": "peri", "n_layer": 1, "dt": 0.5, "weight_decay": 0.0, "lr": 0.003, "seed": 3, "role": "study"}
+    base = {"model": {"d_model": 16, "n_head": 2, "block_size": 16},
+            "train": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "eval_interval": 2, "ckpt_interval": 2,
+                      "log_interval": 2, "eval_batches": 1},
+            "probe": {"interval": 2, "batch_size": 2, "jacobian_iters": 2}}
+    s = train_grid_point(params, base, meta, tmp_path / "run")
+    assert s["grid"] == params
+    from lnstab.tables import collect
+
+    baselines = pd.read_csv(tmp_path / "baselines.csv")
+    runs = collect({"x": tmp_path / "run"}, {}, baselines)["runs"]  # no study grid: read from the run
+    assert runs.iloc[0][["placement", "n_layer", "dt", "seed"]].tolist() == ["peri", 1, 0.5, 3]
+    with pytest.raises(ValueError, match="records grid point"):
+        collect({"x": tmp_path / "run"}, {"x": {**params, "seed": 4}}, baselines)

@@ -186,11 +186,75 @@ def ln_jacobian_factor(ln: LayerNorm, u: torch.Tensor) -> float:
     return (ln.weight.detach().abs().max().double() / torch.sqrt(var.min() + ln.eps)).item()
 
 
+def _row(point, layer, k, quantity, value) -> dict:
+    return {"point": point, "layer": layer, "sublayer": k, "quantity": quantity, "value": value}
+
+
+def stream_rows(moments: list[dict], adjoint_norms: list[float]) -> list[dict]:
+    """The moments and the adjoint norm ||dLoss/dx^(k)|| of every probe point x^(k)."""
+    rows = []
+    for k, m in enumerate(moments):
+        point, layer = point_of(k)
+        rows += [_row(point, layer, k, q, v) for q, v in m.items()]
+        rows.append(_row(point, layer, k, "adjoint_norm", adjoint_norms[k]))
+    return rows
+
+
+def parameter_rows(model: GPT, named: list, grad_norms: list[float], weight_norms: dict[str, float]) -> list[dict]:
+    """Per parameter: gradient norm, spectral norm (matrices), LN statistics; per block: gradient norm."""
+    rows, block_sq = [], {}
+    for (name, p), gn in zip(named, grad_norms):
+        short, layer, k = param_location(name)
+        rows.append(_row(short, layer, k, "grad_norm", gn))
+        if layer >= 0:
+            block_sq[layer] = block_sq.get(layer, 0.0) + gn ** 2
+        if p.ndim == 2:
+            rows.append(_row(short, layer, k, "spectral_norm", weight_norms[name]))
+        if short.endswith("ln_in.weight") or short.endswith("ln_out.weight") or name == "ln_f.weight":
+            ln = model.get_submodule(name.rsplit(".", 1)[0])
+            rows += [_row(short.rsplit(".", 1)[0], layer, k, q, v) for q, v in ln_stats(ln).items()]
+    return rows + [_row("block", layer, -1, "grad_norm", math.sqrt(sq)) for layer, sq in sorted(block_sq.items())]
+
+
+@torch.no_grad()
+def branch_norms_max(model: GPT, hidden: list[torch.Tensor]) -> list[float]:
+    """max over tokens of ||branch(x^(k-1))_t||, k = 1..K: the term dt multiplies (its slope bound)."""
+    return [r.branch(hidden[k]).double().norm(dim=-1).max().item() for k, r in enumerate(model.sublayers())]
+
+
+def jacobian_rows(model: GPT, hidden: list[torch.Tensor], iters: int, tol: float):
+    """Lanczos estimates of each sub-layer's branch Jacobian norm (Post-LN: also the whole step)
+    and the LN Jacobian factors: (rows, jac_branch, jac_step)."""
+    subs = model.sublayers()
+    posts = [k for k, r in enumerate(subs) if r.placement == "post"]  # step != x + dt*branch
+    norms = operator_norms([r.branch for r in subs] + [subs[k] for k in posts],
+                           hidden[:len(subs)] + [hidden[k] for k in posts], iters, tol)
+    jac_branch, jac_step = norms[:len(subs)], norms[len(subs):]
+    rows = []
+    for k, r in enumerate(subs):
+        x = hidden[k]
+        point, layer = point_of(k + 1)
+        rows.append(_row(point, layer, k + 1, "jac_branch_est", jac_branch[k]))
+        if r.placement == "post":
+            rows.append(_row(point, layer, k + 1, "jac_step_est", jac_step[posts.index(k)]))
+        with torch.no_grad():
+            if r.ln_in is not None:
+                rows.append(_row(point, layer, k + 1, "ln_in_jac_factor", ln_jacobian_factor(r.ln_in, x)))
+            if r.placement == "peri":
+                u = r.f(r.ln_in(x))
+                rows.append(_row(point, layer, k + 1, "ln_out_jac_factor", ln_jacobian_factor(r.ln_out, u)))
+            if r.placement == "post":
+                u = x + r.dt * r.f(x)
+                rows.append(_row(point, layer, k + 1, "ln_out_jac_factor", ln_jacobian_factor(r.ln_out, u)))
+    return rows, jac_branch, jac_step
+
+
 def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: int = 32,
           jacobian_tol: float = 0.03) -> dict:
     """Measure one probe batch. Returns {'rows': [...], 'hidden': [x^(k)], 'moments': [{...}], 'loss': float,
-    'adjoint': [||p^(k)||], 'weight_norms': {name: spectral norm}, 'jac_branch': [...], 'jac_step': [...]}
-    (the last two empty when jacobian_iters is 0). Rows are dicts with point, layer, sublayer, quantity, value."""
+    'adjoint': [||p^(k)||], 'weight_norms': {name: spectral norm}, 'jac_branch': [...], 'jac_step': [...],
+    'branch_norm_max': [...]} (the Jacobian lists empty when jacobian_iters is 0). Rows are dicts with
+    point, layer, sublayer, quantity, value."""
     was_training = model.training
     model.eval()
     hidden: list[torch.Tensor] = []
@@ -199,65 +263,20 @@ def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: 
     grads = torch.autograd.grad(loss, hidden + [p for _, p in named])
     adjoints, pgrads = grads[:len(hidden)], grads[len(hidden):]
     hidden = [h.detach() for h in hidden]
-    rows = []
 
-    def add(point, layer, k, quantity, value):
-        rows.append({"point": point, "layer": layer, "sublayer": k, "quantity": quantity, "value": value})
-
-    hidden_moments = stacked_moments(hidden)
+    moments = stacked_moments(hidden)
     adjoint_norms = torch.stack([norm64(p) for p in adjoints]).tolist()  # one host sync
-    for k in range(len(hidden)):
-        point, layer = point_of(k)
-        for q, v in hidden_moments[k].items():
-            add(point, layer, k, q, v)
-        add(point, layer, k, "adjoint_norm", adjoint_norms[k])
-
     matrices = [(n, p) for n, p in named if p.ndim == 2]
     weight_norms = dict(zip([n for n, _ in matrices], spectral_norms([p for _, p in matrices])))
-    block_sq: dict[int, float] = {}
     grad_norms = torch.stack([norm64(g) for g in pgrads]).tolist()
-    for (name, p), gn in zip(named, grad_norms):
-        short, layer, k = param_location(name)
-        add(short, layer, k, "grad_norm", gn)
-        if layer >= 0:
-            block_sq[layer] = block_sq.get(layer, 0.0) + gn ** 2
-        if p.ndim == 2:
-            add(short, layer, k, "spectral_norm", weight_norms[name])
-        if short.endswith("ln_in.weight") or short.endswith("ln_out.weight") or name == "ln_f.weight":
-            ln = model.get_submodule(name.rsplit(".", 1)[0])
-            for q, v in ln_stats(ln).items():
-                add(short.rsplit(".", 1)[0], layer, k, q, v)
-    for layer, sq in sorted(block_sq.items()):
-        add("block", layer, -1, "grad_norm", math.sqrt(sq))
-
-    # max over tokens of ||branch(x^(k-1))_t||: the term dt multiplies, against its slope bound
-    with torch.no_grad():
-        branch_norm_max = [r.branch(hidden[k]).double().norm(dim=-1).max().item()
-                           for k, r in enumerate(model.sublayers())]
-    for k, v in enumerate(branch_norm_max, start=1):
-        add(*point_of(k), k, "branch_norm_max", v)
-
+    rows = stream_rows(moments, adjoint_norms) + parameter_rows(model, named, grad_norms, weight_norms)
+    branch_max = branch_norms_max(model, hidden)
+    rows += [_row(*point_of(k), k, "branch_norm_max", v) for k, v in enumerate(branch_max, start=1)]
     jac_branch, jac_step = [], []
     if jacobian_iters > 0:
-        subs = model.sublayers()
-        posts = [k for k, r in enumerate(subs) if r.placement == "post"]  # step != x + dt*branch
-        norms = operator_norms([r.branch for r in subs] + [subs[k] for k in posts],
-                               hidden[:len(subs)] + [hidden[k] for k in posts], jacobian_iters, jacobian_tol)
-        jac_branch, jac_step = norms[:len(subs)], norms[len(subs):]
-        for k, r in enumerate(subs):
-            x = hidden[k]
-            point, layer = point_of(k + 1)
-            add(point, layer, k + 1, "jac_branch_est", jac_branch[k])
-            if r.placement == "post":
-                add(point, layer, k + 1, "jac_step_est", jac_step[posts.index(k)])
-            with torch.no_grad():
-                if r.ln_in is not None:
-                    add(point, layer, k + 1, "ln_in_jac_factor", ln_jacobian_factor(r.ln_in, x))
-                if r.placement == "peri":
-                    add(point, layer, k + 1, "ln_out_jac_factor", ln_jacobian_factor(r.ln_out, r.f(r.ln_in(x))))
-                if r.placement == "post":
-                    add(point, layer, k + 1, "ln_out_jac_factor", ln_jacobian_factor(r.ln_out, x + r.dt * r.f(x)))
+        jac, jac_branch, jac_step = jacobian_rows(model, hidden, jacobian_iters, jacobian_tol)
+        rows += jac
     model.train(was_training)
-    return {"rows": rows, "hidden": hidden, "moments": hidden_moments, "loss": loss.item(), "adjoint": adjoint_norms,
+    return {"rows": rows, "hidden": hidden, "moments": moments, "loss": loss.item(), "adjoint": adjoint_norms,
             "weight_norms": weight_norms, "jac_branch": jac_branch, "jac_step": jac_step,
-            "branch_norm_max": branch_norm_max}
+            "branch_norm_max": branch_max}

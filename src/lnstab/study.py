@@ -84,7 +84,7 @@ def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: st
         data["model"] = {"vocab_size": meta["vocab_size"]}
     cfg = run_config(params, base, data)
     known = {"fingerprint": meta["fingerprint"], "max_token": meta["max_token"]}
-    summary = train(cfg, folder, restart_stale=True, corpus_meta=known)
+    summary = train(cfg, folder, restart_stale=True, corpus_meta=known, grid=params)
     if summary["status"] not in ("completed", "diverged"):
         raise RuntimeError(f"run {folder} ended with status {summary['status']}")
     return summary

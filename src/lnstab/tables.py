@@ -52,13 +52,19 @@ def _with_params(df: pd.DataFrame, params: dict) -> pd.DataFrame:
 
 
 def collect(run_dirs: dict[str, Path], grid: dict[str, dict], baselines: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Read every run folder; returns the tables of COLLECTED. ``grid``: run id -> grid params
-    (with ``role``); ``baselines``: one row with unigram_nats and bigram_nats."""
+    """Read every run folder; returns the tables of COLLECTED. Each run's grid point is read from
+    its summary.json (the study's ``grid``, run id -> params with ``role``, for runs trained
+    outside a study); ``baselines``: one row with unigram_nats and bigram_nats."""
     unigram, bigram = float(baselines["unigram_nats"].iloc[0]), float(baselines["bigram_nats"].iloc[0])
     runs, timings, metrics, probes, bounds = [], [], [], [], []
     for rid in sorted(run_dirs):
-        folder, params = Path(run_dirs[rid]), grid[rid]
+        folder = Path(run_dirs[rid])
         s = json.loads((folder / "summary.json").read_text())
+        params = dict(s.get("grid") or grid[rid])
+        if rid in grid:  # the role is the study's label of the run (a sweep's `demo:`), not the run's
+            if {k: grid[rid][k] for k in PARAMS} != {k: params[k] for k in PARAMS}:
+                raise ValueError(f"{folder}/summary.json records grid point {params}, the study has {grid[rid]}")
+            params["role"] = grid[rid].get("role", "study")
         learned, not_learning = learned_status(s["final_val_loss"], unigram, bigram)
         runs.append({**{k: params[k] for k in PARAMS}, "role": params.get("role", "study"),
                      "status": s["status"], "steps": s["steps"], "diverged_step": s["diverged_step"],

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from .config import ConfigError, RunConfig
 from .data import get_batch, load_corpus
 from .io import save_torch, write_csv, write_json
 from .model import GPT
+from .hardware import mfu  # noqa: F401 - also re-exported for the benchmarks
 from .probes import probe
 
 class RunError(RuntimeError):
@@ -153,11 +155,43 @@ class Progress:
             print(msg, file=sys.stderr, flush=True)
 
 
-class Run:
-    """State of one training run; everything needed to resume lives in ``checkpoint()``."""
+@dataclass
+class RunState:
+    """What a run has done so far: with the weights and the RNG states, all that a checkpoint holds."""
+    step: int = 0
+    status: str = "running"  # running | completed | diverged
+    diverged_step: int | None = None
+    metrics: list[dict] = field(default_factory=list)
+    probe_rows: list[dict] = field(default_factory=list)
+    bound_rows: list[dict] = field(default_factory=list)
+    probed: list[int] = field(default_factory=list)
+    train_time: float = 0.0  # seconds in training steps (excludes probes and evaluation)
+    probe_time: float = 0.0
+    eval_time: float = 0.0
 
-    def __init__(self, cfg: RunConfig, out_dir: str | Path, verbose: bool = True, corpus_meta: dict | None = None):
+
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint at ``path``, or a RunError naming it (truncated, random, empty, foreign)."""
+    try:  # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
+            raise ValueError("not an lnstab checkpoint")
+        return ck
+    except Exception as e:
+        cause = str(e).splitlines()[0] if str(e) else ""
+        raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}: {cause}); "
+                       "delete it (or move it aside) to train this run again from step 0") from None
+
+
+class Run:
+    """One training run: its model, optimizer, data and RNGs, and its ``state``. The loop is
+    ``fit``: probe when due, one training step (``advance``), then evaluation, progress and a
+    checkpoint when due (``after_step``); ``finish`` writes the outputs."""
+
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, verbose: bool = True, corpus_meta: dict | None = None,
+                 grid: dict | None = None):
         self.out = Path(out_dir)
+        self.grid = grid  # the run's grid point in a study (recorded in summary.json)
         self.verbose = verbose
         self.device = resolve_device(cfg.train.device)
         set_determinism(cfg)
@@ -174,31 +208,17 @@ class Run:
         self.train_gen = torch.Generator().manual_seed(cfg.seed)
         pgen = torch.Generator().manual_seed(cfg.seed + PROBE_SEED_OFFSET)
         self.probe_batch = get_batch(self.corpus.val, cfg.probe.batch_size, cfg.model.block_size, pgen)
-        self.step = 0
-        self.status = "running"
-        self.diverged_step: int | None = None
-        self.metrics: list[dict] = []
-        self.probe_rows: list[dict] = []
-        self.bound_rows: list[dict] = []
-        self.probed: list[int] = []
-        self.train_time = 0.0  # seconds in training steps (excludes probes and evaluation)
-        self.probe_time = 0.0
-        self.eval_time = 0.0
+        self.state = RunState()
         self.resumed_from: int | None = None
 
-    # -- checkpointing ---------------------------------------------------------------------
+    # -- checkpoint ------------------------------------------------------------------------
     def checkpoint(self) -> dict:
         return {
-            "config": self.cfg.to_dict(), "data_fingerprint": self.corpus.fingerprint,
-            "step": self.step, "status": self.status,
-            "diverged_step": self.diverged_step,
+            "config": self.cfg.to_dict(), "data_fingerprint": self.corpus.fingerprint, **asdict(self.state),
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "train_gen": self.train_gen.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-            "metrics": self.metrics, "probe_rows": self.probe_rows, "bound_rows": self.bound_rows,
-            "probed": self.probed, "train_time": self.train_time, "probe_time": self.probe_time,
-            "eval_time": self.eval_time,
         }
 
     def save(self) -> None:
@@ -206,14 +226,8 @@ class Run:
         self.write_tables()
 
     def load(self, path: Path) -> None:
-        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=False)
-            if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
-                raise ValueError("not an lnstab checkpoint")
-        except Exception as e:  # truncated, random, empty, or another program's file
-            raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                           "delete it (or move it aside) to train this run again from step 0") from None
+        """Resume from ``path``; StaleCheckpoint if it holds another config or other data."""
+        ck = read_checkpoint(path)
         if ck["config"] != self.cfg.to_dict():
             diff = _diff_keys(ck["config"], self.cfg.to_dict())
             raise StaleCheckpoint(f"{path} was written with a different config ({', '.join(diff)})")
@@ -228,12 +242,10 @@ class Run:
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
         np.random.set_state(ck["numpy_rng"])
         random.setstate(ck["python_rng"])
-        for key in ("step", "status", "diverged_step", "metrics", "probe_rows", "bound_rows",
-                    "probed", "train_time", "probe_time", "eval_time"):
-            setattr(self, key, ck[key])
-        self.resumed_from = self.step
+        self.state = RunState(**{f.name: ck[f.name] for f in fields(RunState)})
+        self.resumed_from = self.state.step
 
-    # -- measurement -----------------------------------------------------------------------
+    # -- evaluation and probes ---------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> float:
         t0 = time.perf_counter()
@@ -246,27 +258,26 @@ class Run:
             with self.autocast():
                 losses.append(self.fwd(x, y)[1].item())
         self.model.train()
-        self.eval_time += time.perf_counter() - t0
+        self.state.eval_time += time.perf_counter() - t0
         return float(np.mean(losses))
 
     def run_probe(self) -> bool:
         """Probe at the current step; False if the hidden states are not finite."""
         t0 = time.perf_counter()
+        st = self.state
         x, y = (t.to(self.device) for t in self.probe_batch)
         # probes run in float32 whatever the training precision: they measure the model itself
         pc = self.cfg.probe
         # Jacobian norms cost ~jacobian_iters training steps: by default only for the trained weights
-        at_final = self.step == self.cfg.train.steps
+        at_final = st.step == self.cfg.train.steps
         iters = pc.jacobian_iters if (pc.jacobian_every_probe or at_final) else 0
         result = probe(self.model, x, y, iters, pc.jacobian_tol)
-        for r in result["rows"]:
-            self.probe_rows.append({"step": self.step, **r})
+        st.probe_rows += [{"step": st.step, **r} for r in result["rows"]]
         finite = all(torch.isfinite(h).all().item() for h in result["hidden"])
         if finite:
-            for r in bound_rows(self.model, result):
-                self.bound_rows.append({"step": self.step, **r})
-        self.probed.append(self.step)
-        self.probe_time += time.perf_counter() - t0
+            st.bound_rows += [{"step": st.step, **r} for r in bound_rows(self.model, result)]
+        st.probed.append(st.step)
+        st.probe_time += time.perf_counter() - t0
         return finite
 
     def autocast(self):
@@ -274,10 +285,12 @@ class Run:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    # -- the loop --------------------------------------------------------------------------
+    # -- one training step -------------------------------------------------------------------
     def train_step(self) -> tuple[float, float]:
+        """One optimizer step at ``state.step``: (loss, gradient norm); NaN where not finite,
+        in which case the weights are left as they were."""
         t = self.cfg.train
-        lr = lr_at(self.step, self.cfg)
+        lr = lr_at(self.state.step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = (b.to(self.device) for b in get_batch(self.corpus.train, t.batch_size,
@@ -299,51 +312,68 @@ class Run:
         self.optimizer.step()
         return loss_value, gnorm
 
+    def advance(self) -> dict | None:
+        """Train one step and record its metrics row; None if the run diverged."""
+        st, t = self.state, self.cfg.train
+        t0 = time.perf_counter()
+        loss, gnorm = self.train_step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        step_s = time.perf_counter() - t0
+        st.train_time += step_s
+        st.step += 1
+        row = {"step": st.step, "train_loss": loss, "val_loss": float("nan"),
+               "learning_rate": lr_at(st.step - 1, self.cfg), "grad_norm": gnorm,
+               "tokens_per_s": t.batch_size * self.cfg.model.block_size / step_s, "elapsed_s": st.train_time}
+        st.metrics.append(row)
+        if not (math.isfinite(loss) and math.isfinite(gnorm)):
+            self.diverge(st.step)
+            return None
+        return row
+
+    def after_step(self, row: dict, bar: Progress) -> None:
+        """Evaluation, progress and a checkpoint, each when due."""
+        st, t = self.state, self.cfg.train
+        if st.step % t.eval_interval == 0 or st.step == t.steps:
+            row["val_loss"] = self.evaluate()
+        eta = (t.steps - st.step) * st.train_time / max(1, st.step - (self.resumed_from or 0))
+        bar.update(st.step, row["train_loss"], row["tokens_per_s"], eta)
+        if t.ckpt_interval and st.step % t.ckpt_interval == 0 and st.step < t.steps:
+            self.save()
+
     def diverge(self, step: int) -> None:
-        self.status, self.diverged_step = "diverged", step
+        self.state.status, self.state.diverged_step = "diverged", step
         self.log(f"diverged at step {step}: non-finite loss or hidden state; writing outputs")
 
     def log(self, msg: str) -> None:
         if self.verbose:
             print(f"[lnstab] {msg}", file=sys.stderr, flush=True)
 
+    # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict:
-        t, cfg = self.cfg.train, self.cfg
-        probes_at = set(probe_steps(cfg)) if cfg.probe.enabled else set()
+        st, t = self.state, self.cfg.train
+        probes_at = set(probe_steps(self.cfg)) if self.cfg.probe.enabled else set()
         bar = Progress(t.steps, t.log_interval, self.out.name, self.verbose)
-        wall0 = time.perf_counter()
-        while self.status == "running":
-            if self.step in probes_at and self.step not in self.probed and not self.run_probe():
-                self.diverge(self.step)
+        while st.status == "running":
+            if st.step in probes_at and st.step not in st.probed and not self.run_probe():
+                self.diverge(st.step)
                 break
-            if self.step >= t.steps:
-                self.status = "completed"
+            if st.step >= t.steps:
+                st.status = "completed"
                 break
-            t0 = time.perf_counter()
-            loss, gnorm = self.train_step()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            step_s = time.perf_counter() - t0
-            self.train_time += step_s
-            self.step += 1
-            tok_s = t.batch_size * cfg.model.block_size / step_s
-            row = {"step": self.step, "train_loss": loss, "val_loss": float("nan"), "learning_rate": lr_at(self.step - 1, cfg),
-                   "grad_norm": gnorm, "tokens_per_s": tok_s, "elapsed_s": self.train_time}
-            self.metrics.append(row)
-            if not (math.isfinite(loss) and math.isfinite(gnorm)):
-                self.diverge(self.step)
+            row = self.advance()
+            if row is None:
                 break
-            if self.step % t.eval_interval == 0 or self.step == t.steps:
-                row["val_loss"] = self.evaluate()
-            eta = (t.steps - self.step) * self.train_time / max(1, self.step - (self.resumed_from or 0))
-            bar.update(self.step, loss, tok_s, eta)
-            if t.ckpt_interval and self.step % t.ckpt_interval == 0 and self.step < t.steps:
-                self.save()
-        self.wall_time = time.perf_counter() - wall0
+            self.after_step(row, bar)
         self.save()
+        return self.finish()
+
+    # -- outputs ---------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """summary.json, and one line saying how the run ended."""
         summary = self.summary()
         write_json(self.out / "summary.json", summary)
-        self.log(f"{self.out.name}: {summary['status']} at step {self.step}, "
+        self.log(f"{self.out.name}: {summary['status']} at step {self.state.step}, "
                  f"val loss {summary['final_val_loss'] or float('nan'):.4f}, {summary['ms_per_step']:.1f} ms/step, "
                  f"probe overhead {100 * summary['probe_overhead']:.1f}%, "
                  f"{summary['model_tflops']:.3f} model TFLOP/s"
@@ -351,11 +381,11 @@ class Run:
                  f"{summary['bound_violations']} bound violations")
         return summary
 
-    # -- outputs ---------------------------------------------------------------------------
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"metrics.csv": pd.DataFrame(self.metrics, columns=METRIC_COLUMNS),
-                "probes.csv": pd.DataFrame(self.probe_rows, columns=PROBE_COLUMNS),
-                "bounds.csv": pd.DataFrame(self.bound_rows, columns=BOUND_COLUMNS)}
+        st = self.state
+        return {"metrics.csv": pd.DataFrame(st.metrics, columns=METRIC_COLUMNS),
+                "probes.csv": pd.DataFrame(st.probe_rows, columns=PROBE_COLUMNS),
+                "bounds.csv": pd.DataFrame(st.bound_rows, columns=BOUND_COLUMNS)}
 
     def write_tables(self) -> None:
         for name, df in self.tables().items():
@@ -378,16 +408,17 @@ class Run:
         return fixed
 
     def summary(self) -> dict:
-        m = pd.DataFrame(self.metrics, columns=METRIC_COLUMNS)
+        st = self.state
+        m = pd.DataFrame(st.metrics, columns=METRIC_COLUMNS)
         val = m["val_loss"].dropna()
         steps_done = max(1, len(m))
-        total = self.train_time + self.probe_time + self.eval_time
-        b = pd.DataFrame(self.bound_rows, columns=BOUND_COLUMNS)
+        total = st.train_time + st.probe_time + st.eval_time
+        b = pd.DataFrame(st.bound_rows, columns=BOUND_COLUMNS)
         summary = {
-            "status": self.status,
-            "steps": self.step,
+            "status": st.status,
+            "steps": st.step,
             "steps_planned": self.cfg.train.steps,
-            "diverged_step": self.diverged_step,
+            "diverged_step": st.diverged_step,
             "final_train_loss": float(m["train_loss"].iloc[-1]) if len(m) else float("nan"),
             "final_val_loss": float(val.iloc[-1]) if len(val) else float("nan"),
             "best_val_loss": float(val.min()) if len(val) else float("nan"),
@@ -395,15 +426,17 @@ class Run:
             # only rows that can fail count (bounds.BOUND_KINDS): k >= 1, not an LN identity
             "bound_checks": int((b["kind"] == "check").sum()) if len(b) else 0,
             "n_params": self.model.num_params(),
-            "wall_time_s": self.train_time + self.probe_time + self.eval_time,
-            "train_time_s": self.train_time,
-            "probe_time_s": self.probe_time,
-            "eval_time_s": self.eval_time,
-            "ms_per_step": 1000 * self.train_time / steps_done,
-            "probe_overhead": self.probe_time / total if total else 0.0,
-            "tokens_per_s": steps_done * self.cfg.train.batch_size * self.cfg.model.block_size / max(self.train_time, 1e-9),
+            "wall_time_s": total,
+            "train_time_s": st.train_time,
+            "probe_time_s": st.probe_time,
+            "eval_time_s": st.eval_time,
+            "ms_per_step": 1000 * st.train_time / steps_done,
+            "probe_overhead": st.probe_time / total if total else 0.0,
+            "tokens_per_s": steps_done * self.cfg.train.batch_size * self.cfg.model.block_size / max(st.train_time, 1e-9),
             "resumed_from_step": self.resumed_from,
         }
+        if self.grid is not None:
+            summary["grid"] = self.grid
         summary["model_tflops"] = self.model.flops_per_token() * summary["tokens_per_s"] / 1e12
         summary["mfu"] = mfu(summary["model_tflops"], self.device, self.cfg.train.precision)
         # JSON has no NaN: a missing number (no evaluation, diverged loss) is null
@@ -416,21 +449,6 @@ BOUND_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "measured", "
                  "ratio", "kind", "violation"]
 # columns that measure time, not the model: excluded from determinism comparisons
 TIMING_COLUMNS = ("tokens_per_s", "elapsed_s")
-
-
-# dense peak TFLOP/s of common GPUs (bf16 / tf32-or-fp32), for the model-FLOPs utilization estimate
-PEAK_TFLOPS = {"H100": (989.0, 494.0), "H200": (989.0, 494.0), "A100": (312.0, 156.0)}
-
-
-def mfu(model_tflops: float, device: torch.device, precision: str) -> float | None:
-    """Achieved model TFLOP/s over the GPU's dense peak; None on CPU or an unknown GPU."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, (bf16, fp32) in PEAK_TFLOPS.items():
-        if key in name:
-            return model_tflops / (bf16 if precision == "bf16" else fp32)
-    return None
 
 
 def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -485,14 +503,14 @@ def move_aside(out: Path) -> Path:
 
 
 def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_stale: bool = False,
-          corpus_meta: dict | None = None) -> dict:
+          corpus_meta: dict | None = None, grid: dict | None = None) -> dict:
     """Train one run into ``out_dir``, resuming from its checkpoint if one is there.
 
     A checkpoint written with another config or on other data is never resumed: with
     ``restart_stale`` it is moved to out/superseded/<n>/ and the run starts again, otherwise a
     RunError says so. A finished run rewrites any output that is missing or differs."""
     out = Path(out_dir)
-    run = Run(cfg, out, verbose, corpus_meta)  # every config and data check before anything is written
+    run = Run(cfg, out, verbose, corpus_meta, grid)  # every config and data check before anything is written
     with run_lock(out):
         ckpt = out / "ckpt.pt"
         for stale in out.glob(".*.tmp"):  # a write cut short by a kill: its target is intact
@@ -506,13 +524,13 @@ def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_sta
                                    "aside and train again") from None
                 dest = move_aside(out)
                 run.log(f"{e}: moved the old run to {dest}; training again from step 0")
-                run = Run(cfg, out, verbose, corpus_meta)
+                run = Run(cfg, out, verbose, corpus_meta, grid)
             else:
-                if run.status != "running":
+                if run.state.status != "running":
                     fixed = run.repair_outputs()
-                    run.log(f"{out} is already {run.status}; " + (f"rewrote {', '.join(fixed)} from the checkpoint"
+                    run.log(f"{out} is already {run.state.status}; " + (f"rewrote {', '.join(fixed)} from the checkpoint"
                                                                   if fixed else "nothing to do"))
                     return json.loads((out / "summary.json").read_text())
-                run.log(f"resuming {out} from step {run.step}")
+                run.log(f"resuming {out} from step {run.state.step}")
         write_json(out / "provenance.json", provenance(run.cfg, run.device, run.corpus))
         return run.fit()
