@@ -45,18 +45,35 @@ def test_nanogpt_bin_files(tmp_path):
         load_corpus(DataConfig(source="bin", dir=str(tmp_path)), vocab_size=50304)
 
 
-def test_gpt2_tokenizer_works_or_says_why(tmp_path, monkeypatch):
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty-cache"))
+def test_gpt2_tokenizer_without_its_vocabulary_says_why(tmp_path, monkeypatch):
+    import tiktoken
+
+    def offline(name):  # what tiktoken does with no cached vocabulary and no network
+        raise ConnectionError(f"cannot download the {name} vocabulary")
+
+    monkeypatch.setattr(tiktoken, "get_encoding", offline)
     f = tmp_path / "a.txt"
     f.write_text("hello world " * 50)
-    try:
-        c = load_corpus(DataConfig(source="text", paths=[str(f)], tokenizer="gpt2"))
-    except ConfigError as e:  # no vocabulary offline: the error says what to do
-        assert "data.tokenizer" in str(e) and "TIKTOKEN_CACHE_DIR" in str(e)
-    else:
-        assert c.vocab_size == 50257
+    with pytest.raises(ConfigError) as e:
+        load_corpus(DataConfig(source="text", paths=[str(f)], tokenizer="gpt2"))
+    assert "data.tokenizer" in str(e.value) and "TIKTOKEN_CACHE_DIR" in str(e.value)
 
 
+def test_gpt2_tokenizer_with_an_offline_vocabulary(tmp_path, monkeypatch):
+    """The BPE path end to end with a vocabulary built here (byte-level ranks, GPT-2's split
+    pattern): the tokens are the encoder's and the vocabulary is GPT-2's size."""
+    import tiktoken
+
+    pattern = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+    ranks = {bytes([i]): i for i in range(256)} | {b"he": 256, b"ll": 257, b"hell": 258, b"hello": 259}
+    enc = tiktoken.Encoding("gpt2", pat_str=pattern, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+    monkeypatch.setattr(tiktoken, "get_encoding", lambda name: enc)
+    f = tmp_path / "a.txt"
+    f.write_text("hello world. " * 200)
+    c = load_corpus(DataConfig(source="text", paths=[str(f)], tokenizer="gpt2"))
+    assert c.vocab_size == 50257 and c.itos is None
+    assert c.train[:3].tolist() == [259, ord(" "), ord("w")]
+    assert c.train.size + c.val.size == len(enc.encode_ordinary(f.read_text()))
 def test_batches_depend_only_on_their_generator():
     c = load_corpus(DataConfig())
     a = get_batch(c.train, 4, 32, torch.Generator().manual_seed(5))

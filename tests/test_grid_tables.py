@@ -64,3 +64,12 @@ def test_summary_page_has_baselines_losses_claims_and_the_caveat():
         assert needle in text, needle
     # a claim the grid cannot test is listed with what would decide it
     assert "- `wd_limits_pre`: untested (0/0). Deciding it needs" in text
+
+
+def test_table_figure_and_manifest_jobs_do_not_load_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, lnstab.study, lnstab.collect, lnstab.figures, lnstab.claims, lnstab.summary; "
+            "assert 'torch' not in sys.modules, 'torch'; assert 'matplotlib' not in sys.modules, 'matplotlib'")
+    subprocess.run([sys.executable, "-c", code], check=True)

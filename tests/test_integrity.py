@@ -242,7 +242,7 @@ def test_a_study_run_records_its_grid_point(tmp_path):
             "probe": {"interval": 2, "batch_size": 2, "jacobian_iters": 2}}
     s = train_grid_point(params, base, meta, tmp_path / "run")
     assert s["grid"] == params
-    from lnstab.tables import collect
+    from lnstab.collect import collect
 
     baselines = pd.read_csv(tmp_path / "baselines.csv")
     runs = collect({"x": tmp_path / "run"}, {}, baselines)["runs"]  # no study grid: read from the run

@@ -1,5 +1,6 @@
 """The model computes exactly the equations of docs/theory.md section 1, for every placement."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,3 +167,11 @@ def test_peri_output_norm_init_and_the_eps_regime(init):
         branch_in = r.f(r.ln_in(x))
     token_var = branch_in.var(dim=-1, unbiased=False).mean().item()
     assert (token_var < cfg.ln_eps) == (init == "proj")
+
+
+def test_every_placement_has_its_colour_and_the_schema_declares_none():
+    from lnstab.figures import PLACEMENT_COLORS
+
+    assert set(PLACEMENT_COLORS) == set(PLACEMENTS) and len(set(PLACEMENT_COLORS.values())) == len(PLACEMENTS)
+    schema = (Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    assert "peri" not in schema  # placements are declared once, in lnstab.config.PLACEMENTS

@@ -8,7 +8,7 @@ Where each concept of the paper lives:
     baselines          lnstab.baselines             (unigram/bigram losses: did a run learn?)
     statistics         lnstab.stats                 (scale over training, depth shape, tightness)
     claims             lnstab.claims                (one function per claim: docs/claims.md)
-    tables, figures    lnstab.tables, lnstab.figures, lnstab.summary
+    tables, figures    lnstab.collect, lnstab.tables, lnstab.figures, lnstab.summary
     config, grid       lnstab.config, lnstab.grid   (YAML + --set overrides, checked; sweeps)
 """
 __version__ = "0.2.0"

@@ -17,7 +17,8 @@ from .claims import claims_table
 from .config import DataConfig, load_config
 from .grid import expand, run_config
 from .io import write_bytes, write_json, write_text
-from .tables import COLLECTED, collect, write_table
+from .collect import collect
+from .tables import COLLECTED, write_table
 
 
 def redirect_output(log_path: str | Path) -> None:

@@ -1,21 +1,20 @@
-"""Aggregation of run folders into the study's tables, and how every table is written.
+"""The study's tables: their names and formats (declared once, read by the workflow), and how
+each is written.
 
-Every table is sorted and written with a fixed float format, so the same runs give the same
-bytes. Wall-clock numbers live in their own ``timings`` table, outside the determinism manifest.
-The statistics of each run come from ``lnstab.stats``; the claims from ``lnstab.claims``.
+Every table is sorted (lnstab.collect) and written with a fixed float format, so the same runs
+give the same bytes. Wall-clock numbers live in their own ``timings`` table, outside the
+determinism manifest. The statistics of each run come from ``lnstab.stats``; the claims from
+``lnstab.claims``.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .baselines import learned_status
 from .grid import GRID_KEYS
 from .io import write_csv, write_text
-from .stats import RUN_KEYS, loss_table, run_stats, scale_table, slope_table, tightness_table
 
 PARAMS = list(GRID_KEYS)  # placement, n_layer, dt, weight_decay, lr, seed
 FLOAT_FORMAT = "%.6g"
@@ -42,63 +41,6 @@ SHOWN_COLUMNS = {
     "claims": ["claim", "verdict", "holds", "checked"],
 }
 COLLECTED = ("runs", "losses", "tightness", "scale", "slopes", "metrics", "probes", "bounds", "timings")
-
-
-def _with_params(df: pd.DataFrame, params: dict) -> pd.DataFrame:
-    df = df.copy()
-    for i, k in enumerate(PARAMS):
-        df.insert(i, k, params[k])
-    return df
-
-
-def collect(run_dirs: dict[str, Path], grid: dict[str, dict], baselines: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Read every run folder; returns the tables of COLLECTED. Each run's grid point is read from
-    its summary.json (the study's ``grid``, run id -> params with ``role``, for runs trained
-    outside a study); ``baselines``: one row with unigram_nats and bigram_nats."""
-    unigram, bigram = float(baselines["unigram_nats"].iloc[0]), float(baselines["bigram_nats"].iloc[0])
-    runs, timings, metrics, probes, bounds = [], [], [], [], []
-    for rid in sorted(run_dirs):
-        folder = Path(run_dirs[rid])
-        s = json.loads((folder / "summary.json").read_text())
-        params = dict(s.get("grid") or grid[rid])
-        if rid in grid:  # the role is the study's label of the run (a sweep's `demo:`), not the run's
-            if {k: grid[rid][k] for k in PARAMS} != {k: params[k] for k in PARAMS}:
-                raise ValueError(f"{folder}/summary.json records grid point {params}, the study has {grid[rid]}")
-            params["role"] = grid[rid].get("role", "study")
-        learned, not_learning = learned_status(s["final_val_loss"], unigram, bigram)
-        runs.append({**{k: params[k] for k in PARAMS}, "role": params.get("role", "study"),
-                     "status": s["status"], "steps": s["steps"], "diverged_step": s["diverged_step"],
-                     "final_train_loss": s["final_train_loss"], "final_val_loss": s["final_val_loss"],
-                     "best_val_loss": s["best_val_loss"], "learned": learned, "not_learning": not_learning,
-                     "n_params": s["n_params"], "bound_checks": s["bound_checks"],
-                     "violations": s["bound_violations"]})
-        timings.append({**{k: params[k] for k in PARAMS}, "wall_time_s": s["wall_time_s"],
-                        "ms_per_step": s["ms_per_step"], "tokens_per_s": s["tokens_per_s"],
-                        "probe_overhead": s["probe_overhead"]})
-        m = pd.read_csv(folder / "metrics.csv").drop(columns=["tokens_per_s", "elapsed_s"])
-        metrics.append(_with_params(m, params))
-        probes.append(_with_params(pd.read_csv(folder / "probes.csv"), params))
-        bounds.append(_with_params(pd.read_csv(folder / "bounds.csv"), params))
-    probes_df = pd.concat(probes, ignore_index=True)
-    bounds_df = pd.concat(bounds, ignore_index=True)
-    runs_df = pd.DataFrame(runs).merge(run_stats(probes_df, bounds_df), on=RUN_KEYS, how="left")
-    out = {
-        "runs": runs_df,
-        "losses": loss_table(runs_df),
-        "tightness": tightness_table(bounds_df),
-        "scale": scale_table(probes_df),
-        "slopes": slope_table(bounds_df),
-        "timings": pd.DataFrame(timings),
-        "metrics": pd.concat(metrics, ignore_index=True),
-        "probes": probes_df,
-        "bounds": bounds_df,
-    }
-    keys = {"metrics": PARAMS + ["step"], "probes": PARAMS + ["step", "sublayer", "point", "layer", "quantity"],
-            "bounds": PARAMS + ["step", "sublayer", "quantity"], "scale": PARAMS + ["step"],
-            "slopes": PARAMS + ["sublayer"], "tightness": ["placement", "quantity"],
-            "losses": [k for k in PARAMS if k != "seed"] + ["role"]}
-    return {name: df.sort_values(keys.get(name, PARAMS), kind="stable").reset_index(drop=True)
-            for name, df in out.items()}
 
 
 def _shown(v):
