@@ -44,7 +44,7 @@ def prepare_corpus(data: dict, folder: str | Path, meta_path: str | Path, baseli
     cfg = load_config(base={"data": data}).data if data.get("source") != "bin" else DataConfig(**data)
     folder = Path(folder)
     if cfg.source == "bin":  # checked once here; the training jobs read the result from meta.json
-        from .data import bin_files, file_digest
+        from .data import bin_files
 
         files = bin_files(Path(cfg.dir))
         corpus = load_corpus(cfg, vocab_size)  # every token below model.vocab_size

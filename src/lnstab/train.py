@@ -8,48 +8,36 @@ Output folder of a run:
     provenance.json  resolved config, versions, git commit, device, CPU, threads
     ckpt.pt          model, optimizer, step, every RNG state, rows so far (the final one at the end)
 
-Randomness has three independent sources, so none can shift another: the training batches
+What the folder holds, the checkpoint, the lock and the summary are lnstab.runfolder; this module
+is the loop. Randomness has three independent sources, so none can shift another: the training batches
 (generator seeded with ``seed``), the validation batches (re-seeded at every evaluation) and the
 probe batch (drawn once). A run killed at any moment resumes from ckpt.pt bit-identically.
 """
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
-import platform
 import random
-import shutil
-import socket
-import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__
 from .bounds import bound_rows
 from .config import ConfigError, RunConfig
 from .data import get_batch, load_corpus
 from .io import save_torch, write_csv, write_json
 from .model import GPT
-from .hardware import mfu  # noqa: F401 - also re-exported for the benchmarks
 from .probes import probe
-
-class RunError(RuntimeError):
-    """A run folder cannot be used as it is (locked, unreadable or stale checkpoint); the message
-    names the file and what to do."""
-
-
-class StaleCheckpoint(RunError):
-    """The checkpoint was written with another config or other data."""
-
+from .runfolder import (  # noqa: F401 - RunError, TIMING_COLUMNS: part of this module's interface
+    TIMING_COLUMNS, RunError, RunState, StaleCheckpoint, _diff_keys, move_aside, provenance, read_checkpoint,
+    repair_outputs, run_lock, run_summary, run_tables)
 
 # offsets that give the evaluation and probe generators their own streams
 EVAL_SEED_OFFSET, PROBE_SEED_OFFSET = 1_000_003, 2_000_003
@@ -102,38 +90,6 @@ def probe_steps(cfg: RunConfig) -> list[int]:
     return sorted(steps | {n})
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def provenance(cfg: RunConfig, device: torch.device, corpus) -> dict:
-    info = {
-        "config": cfg.to_dict(),
-        "lnstab_version": __version__,
-        "git_commit": git_commit(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "device": str(device),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-        "corpus_fingerprint": corpus.fingerprint,
-        "vocab_size": corpus.vocab_size,
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    return info
-
-
 class Progress:
     """A bar on a terminal; otherwise one line every ``every`` steps (logs stay readable)."""
 
@@ -153,34 +109,6 @@ class Progress:
             sys.stderr.flush()
         elif step % self.every == 0 or step == self.total:
             print(msg, file=sys.stderr, flush=True)
-
-
-@dataclass
-class RunState:
-    """What a run has done so far: with the weights and the RNG states, all that a checkpoint holds."""
-    step: int = 0
-    status: str = "running"  # running | completed | diverged
-    diverged_step: int | None = None
-    metrics: list[dict] = field(default_factory=list)
-    probe_rows: list[dict] = field(default_factory=list)
-    bound_rows: list[dict] = field(default_factory=list)
-    probed: list[int] = field(default_factory=list)
-    train_time: float = 0.0  # seconds in training steps (excludes probes and evaluation)
-    probe_time: float = 0.0
-    eval_time: float = 0.0
-
-
-def read_checkpoint(path: Path) -> dict:
-    """The checkpoint at ``path``, or a RunError naming it (truncated, random, empty, foreign)."""
-    try:  # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
-            raise ValueError("not an lnstab checkpoint")
-        return ck
-    except Exception as e:
-        cause = str(e).splitlines()[0] if str(e) else ""
-        raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}: {cause}); "
-                       "delete it (or move it aside) to train this run again from step 0") from None
 
 
 class Run:
@@ -382,124 +310,18 @@ class Run:
         return summary
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        st = self.state
-        return {"metrics.csv": pd.DataFrame(st.metrics, columns=METRIC_COLUMNS),
-                "probes.csv": pd.DataFrame(st.probe_rows, columns=PROBE_COLUMNS),
-                "bounds.csv": pd.DataFrame(st.bound_rows, columns=BOUND_COLUMNS)}
+        return run_tables(self.state)
 
     def write_tables(self) -> None:
         for name, df in self.tables().items():
             write_csv(self.out / name, df)
 
     def repair_outputs(self) -> list[str]:
-        """A finished run: rewrite from the checkpoint every output that is missing or differs
-        (deleted, truncated, edited). Returns the names rewritten."""
-        fixed = []
-        for name, df in self.tables().items():
-            path = self.out / name
-            if not path.exists() or path.read_text() != df.to_csv(index=False, lineterminator="\n"):
-                write_csv(path, df)
-                fixed.append(name)
-        try:
-            json.loads((self.out / "summary.json").read_text())
-        except (OSError, ValueError):
-            write_json(self.out / "summary.json", self.summary())
-            fixed.append("summary.json")
-        return fixed
+        """A finished run: rewrite from the checkpoint every output that is missing or differs."""
+        return repair_outputs(self.out, self.tables(), self.summary)
 
     def summary(self) -> dict:
-        st = self.state
-        m = pd.DataFrame(st.metrics, columns=METRIC_COLUMNS)
-        val = m["val_loss"].dropna()
-        steps_done = max(1, len(m))
-        total = st.train_time + st.probe_time + st.eval_time
-        b = pd.DataFrame(st.bound_rows, columns=BOUND_COLUMNS)
-        summary = {
-            "status": st.status,
-            "steps": st.step,
-            "steps_planned": self.cfg.train.steps,
-            "diverged_step": st.diverged_step,
-            "final_train_loss": float(m["train_loss"].iloc[-1]) if len(m) else float("nan"),
-            "final_val_loss": float(val.iloc[-1]) if len(val) else float("nan"),
-            "best_val_loss": float(val.min()) if len(val) else float("nan"),
-            "bound_violations": int(b["violation"].sum()) if len(b) else 0,
-            # only rows that can fail count (bounds.BOUND_KINDS): k >= 1, not an LN identity
-            "bound_checks": int((b["kind"] == "check").sum()) if len(b) else 0,
-            "n_params": self.model.num_params(),
-            "wall_time_s": total,
-            "train_time_s": st.train_time,
-            "probe_time_s": st.probe_time,
-            "eval_time_s": st.eval_time,
-            "ms_per_step": 1000 * st.train_time / steps_done,
-            "probe_overhead": st.probe_time / total if total else 0.0,
-            "tokens_per_s": steps_done * self.cfg.train.batch_size * self.cfg.model.block_size / max(st.train_time, 1e-9),
-            "resumed_from_step": self.resumed_from,
-        }
-        if self.grid is not None:
-            summary["grid"] = self.grid
-        summary["model_tflops"] = self.model.flops_per_token() * summary["tokens_per_s"] / 1e12
-        summary["mfu"] = mfu(summary["model_tflops"], self.device, self.cfg.train.precision)
-        # JSON has no NaN: a missing number (no evaluation, diverged loss) is null
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
-
-
-METRIC_COLUMNS = ["step", "train_loss", "val_loss", "learning_rate", "grad_norm", "tokens_per_s", "elapsed_s"]
-PROBE_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "value"]
-BOUND_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "measured", "lower", "bound",
-                 "ratio", "kind", "violation"]
-# columns that measure time, not the model: excluded from determinism comparisons
-TIMING_COLUMNS = ("tokens_per_s", "elapsed_s")
-
-
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            keys += _diff_keys(a[k], b[k], f"{prefix}{k}.")
-        elif a.get(k) != b.get(k):
-            keys.append(f"{prefix}{k}: {a.get(k)!r} -> {b.get(k)!r}")
-    return keys
-
-
-@contextlib.contextmanager
-def run_lock(out: Path):
-    """Hold ``out/.lock`` for the whole run: a second trainer on the same folder stops with a
-    message naming the holder instead of writing into the same files."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / ".lock"
-    f = open(path, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        f.close()
-        raise RunError(f"{out} is in use by {holder}; wait for it to finish or stop it") from None
-    try:
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        f.flush()
-        yield
-    finally:
-        fcntl.flock(f, fcntl.LOCK_UN)
-        f.close()
-
-
-RUN_FILES = ("ckpt.pt", "metrics.csv", "probes.csv", "bounds.csv", "summary.json", "provenance.json")
-
-
-def move_aside(out: Path) -> Path:
-    """Move a run's files into out/superseded/<n>/ (nothing is deleted)."""
-    n = 1
-    while (out / "superseded" / str(n)).exists():
-        n += 1
-    dest = out / "superseded" / str(n)
-    dest.mkdir(parents=True)
-    for name in RUN_FILES:
-        if (out / name).exists():
-            shutil.move(str(out / name), dest / name)
-    return dest
+        return run_summary(self.state, self.cfg, self.model, self.device, self.resumed_from, self.grid)
 
 
 def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_stale: bool = False,

@@ -1,0 +1,55 @@
+"""Every figure of FIGURES drawn from the tables of a tiny study: one hue per placement, variants
+named in one legend, the baselines and bounds where the figure promises them."""
+import pandas as pd
+import pytest
+
+from lnstab.collect import collect
+from lnstab.figures import FIGURES, PLACEMENT_COLORS, pyplot, save
+from lnstab.study import prepare_corpus, train_grid_point
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiny_study")
+    meta = tmp / "data" / "meta.json"
+    prepare_corpus({"source": "shakespeare"}, tmp / "data", meta, tmp / "baselines")
+    base = {"model": {"d_model": 16, "n_head": 2, "block_size": 16},
+            "train": {"steps": 6, "batch_size": 2, "warmup_steps": 1, "eval_interval": 3, "ckpt_interval": 0,
+                      "log_interval": 3, "eval_batches": 1},
+            "probe": {"interval": 3, "batch_size": 2, "jacobian_iters": 2}}
+    grid = {}
+    for placement in ("pre", "peri", "post"):
+        for dt in (1.0, 0.1):
+            p = {"placement": placement, "n_layer": 2, "dt": dt, "weight_decay": 0.1, "lr": 0.003, "seed": 0,
+                 "role": "study"}
+            rid = f"{placement}-{dt}"
+            train_grid_point(p, base, meta, tmp / rid)
+            grid[rid] = p
+    baselines = pd.read_csv(tmp / "baselines.csv")
+    out = collect({r: tmp / r for r in grid}, grid, baselines)
+    # pretend every run learned, so that every figure draws every run as a trained one
+    out["runs"]["learned"] = True
+    out["baselines"] = baselines
+    return out
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_figure_draws_from_tables(tables, name, tmp_path):
+    fn, inputs = FIGURES[name]
+    fig = fn(**{t: tables[t] for t in inputs})
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert labels, "one legend for the figure"
+    placements = {lab.split()[0] for lab in labels if lab.split()[0] in PLACEMENT_COLORS}
+    assert placements == {"pre", "peri", "post"}
+    colours = {line.get_color() for ax in fig.axes for line in ax.get_lines()
+               if line.get_label().split(" ")[0] in PLACEMENT_COLORS}
+    assert {PLACEMENT_COLORS[p].lower() for p in ("pre", "peri", "post")} <= {c.lower() for c in colours}
+    if name == "fig1_moments":
+        assert "proven bound (dashed)" in labels
+        assert [ax.get_title() for ax in fig.axes] == ["mean |x|", "entry-wise variance", "data-wise variance"]
+    if name == "fig4_losses":
+        assert any(lab.startswith("bigram baseline") for lab in labels)
+        assert any(lab.startswith("unigram baseline") for lab in labels)
+    paths = save(fig, tmp_path / name)
+    assert [p.read_bytes()[:4] for p in paths] == [b"\x89PNG", b"%PDF"]
+    pyplot().close("all")
