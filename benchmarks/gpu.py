@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from lnstab.bounds import bound_rows  # noqa: E402
 from lnstab.config import load_config  # noqa: E402
 from lnstab.probes import probe  # noqa: E402
-from lnstab.train import TIMING_COLUMNS, Run, mfu, train  # noqa: E402
+from lnstab.hardware import mfu  # noqa: E402
+from lnstab.train import TIMING_COLUMNS, Run, train  # noqa: E402
 
 PROBED = ["model.placement=pre", "train.precision=bf16", "train.tf32=true"]  # also times the probes
 GPT2_SMALL = ["model.n_layer=12", "model.d_model=768", "model.n_head=12", "model.block_size=1024",

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_script_local_check(tmp_path):
     out = tmp_path / "gpu.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--local-check", "--only-determinism",

@@ -1,8 +1,6 @@
 """Every claim gives the verdict its synthetic runs table was built for: supported, refuted,
 mixed or untested (the grid lacks what the claim needs), and only learned runs are judged."""
-import itertools
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -101,6 +101,7 @@ def test_changed_setting_retrains_cleanly(tmp_path):
 
 
 # -- 3./4. one trainer per run folder ------------------------------------------------------------
+@pytest.mark.slow
 def test_second_trainer_on_a_folder_refuses_naming_the_holder(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--out", str(out), "--quiet"] + [f"--set={o}" for o in TINY] + ["--set=train.steps=100000"]

@@ -1,6 +1,5 @@
 """Training: deterministic, resumable after SIGKILL, divergence as a result, checked configs."""
 import json
-import os
 import signal
 import subprocess
 import sys

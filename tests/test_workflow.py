@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, VERDICTS, smoke_config, snakemake
+from conftest import ROOT, smoke_config, snakemake
 
 
 def test_lint_is_clean():
