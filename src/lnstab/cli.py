@@ -1,4 +1,6 @@
-"""Command line: ``lnstab train CONFIG.yaml --out DIR --set model.dt=0.5 --set model.placement=peri``."""
+"""Command line: ``lnstab train CONFIG.yaml --out DIR --set model.dt=0.5 --set model.placement=peri``.
+
+On several processes: ``torchrun --standalone --nproc_per_node=N -m lnstab train ...`` (lnstab.distributed)."""
 from __future__ import annotations
 
 import argparse
@@ -43,15 +45,19 @@ def main(argv: list[str] | None = None) -> int:
 
             print(described_yaml(cfg), end="")
             return 0
-        from .train import train
-
-        from .train import RunError
+        from . import distributed
+        from .train import PREEMPTED_EXIT, Preempted, RunError, train
 
         try:
             summary = train(cfg, args.out, verbose=not args.quiet, restart_stale=args.restart)
         except RunError as e:
             print(f"lnstab: {e}", file=sys.stderr)
             return 2
+        except Preempted as e:
+            print(f"lnstab: {e}", file=sys.stderr)
+            return PREEMPTED_EXIT
+        finally:
+            distributed.shutdown()
     except ConfigError as e:
         print(f"lnstab: config error: {e}", file=sys.stderr)
         return 2

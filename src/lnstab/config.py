@@ -53,7 +53,8 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     steps: int = 200  # optimizer steps
-    batch_size: int = 16  # sequences per step
+    batch_size: int = 16  # sequences per optimizer step, over all processes and micro-batches
+    grad_accum: int = 1  # micro-batches per step on each process (batch_size / (grad_accum * processes) each)
     lr: float = 1e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.1  # cosine decays lr to lr * min_lr_ratio
     warmup_steps: int = 20  # linear warmup from lr/warmup_steps to lr
@@ -69,6 +70,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast, GPU)
     tf32: bool = False  # TensorFloat-32 matmuls (GPU)
     compile: bool = False  # torch.compile the model (GPU)
+    activation_checkpointing: bool = False  # recompute each sub-layer in the backward pass: less memory, ~1/3 more compute
     deterministic: bool = True  # seeded RNGs and deterministic algorithms: byte-identical reruns
     threads: int = 1  # torch.set_num_threads; from here, never from the environment
 
@@ -106,7 +108,7 @@ CHOICES = {
 POSITIVE = {
     "model.dt", "model.n_layer", "model.n_head", "model.d_model", "model.block_size",
     "model.vocab_size", "model.ln_eps", "train.steps", "train.batch_size", "train.lr",
-    "train.eval_interval", "train.eval_batches", "train.log_interval", "train.threads",
+    "train.grad_accum", "train.eval_interval", "train.eval_batches", "train.log_interval", "train.threads",
     "probe.batch_size",
 }
 NON_NEGATIVE = {
@@ -196,6 +198,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("data.dir: source 'bin' needs the folder holding train.bin and val.bin")
     if cfg.data.source == "bin" and m.vocab_size is None:
         raise ConfigError("model.vocab_size: source 'bin' needs the vocabulary size (50257 for GPT-2)")
+    if cfg.train.batch_size % cfg.train.grad_accum:
+        raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is not divisible by "
+                          f"train.grad_accum={cfg.train.grad_accum}")
     if cfg.train.warmup_steps > cfg.train.steps:
         raise ConfigError(f"train.warmup_steps: {cfg.train.warmup_steps} exceeds train.steps={cfg.train.steps}")
     if cfg.train.precision == "bf16" and cfg.train.device == "cpu":

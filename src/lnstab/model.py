@@ -16,6 +16,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .config import PLACEMENTS, ModelConfig
 
@@ -109,6 +110,9 @@ class GPT(nn.Module):
         self.ln_f = LayerNorm(cfg.d_model, cfg.bias, cfg.ln_eps) if cfg.placement in ("pre", "peri") else None
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying
+        # recompute each sub-layer's activations in the backward pass instead of keeping them
+        # (train.activation_checkpointing; set by the trainer, not part of the model's equations)
+        self.activation_checkpointing = False
         self.apply(self._init_weights)
         # GPT-2: residual branches start scaled down by 1/sqrt(number of sub-layers). Where an
         # output LN normalises the branch (peri), scaling its projection only drives the LN's
@@ -149,8 +153,10 @@ class GPT(nn.Module):
         x = self.embed(idx)
         if hidden is not None:
             hidden.append(x)
+        recompute = self.activation_checkpointing and hidden is None and torch.is_grad_enabled()
         for r in self.sublayers():
-            x = r(x)
+            # no RNG inside a sub-layer, so the recomputation is exact: losses equal either way
+            x = checkpoint(r, x, use_reentrant=False) if recompute else r(x)
             if hidden is not None:
                 hidden.append(x)
         logits = self.head(x)

@@ -95,7 +95,7 @@ def repair_outputs(out: Path, tables: dict[str, pd.DataFrame], summary) -> list[
 
 
 def run_summary(state: RunState, cfg: RunConfig, model, device: torch.device, resumed_from: int | None,
-                grid: dict | None) -> dict:
+                grid: dict | None, world_size: int = 1) -> dict:
     """summary.json of a run: status, losses, checks, timings, throughput."""
     st = state
     m = pd.DataFrame(st.metrics, columns=METRIC_COLUMNS)
@@ -127,7 +127,8 @@ def run_summary(state: RunState, cfg: RunConfig, model, device: torch.device, re
     if grid is not None:
         summary["grid"] = grid
     summary["model_tflops"] = model.flops_per_token() * summary["tokens_per_s"] / 1e12
-    summary["mfu"] = mfu(summary["model_tflops"], device, cfg.train.precision)
+    summary["world_size"] = world_size
+    summary["mfu"] = mfu(summary["model_tflops"] / world_size, device, cfg.train.precision)  # per GPU
     # JSON has no NaN: a missing number (no evaluation, diverged loss) is null
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
 
@@ -141,7 +142,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def provenance(cfg: RunConfig, device: torch.device, corpus) -> dict:
+def provenance(cfg: RunConfig, device: torch.device, corpus, world_size: int = 1) -> dict:
     info = {
         "config": cfg.to_dict(),
         "lnstab_version": __version__,
@@ -155,6 +156,7 @@ def provenance(cfg: RunConfig, device: torch.device, corpus) -> dict:
         "device": str(device),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
+        "world_size": world_size,  # processes (torchrun ranks) that trained the run
         "corpus_fingerprint": corpus.fingerprint,
         "vocab_size": corpus.vocab_size,
     }

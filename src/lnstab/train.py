@@ -20,6 +20,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, fields
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import distributed
 from .bounds import bound_rows
 from .config import ConfigError, RunConfig
 from .data import get_batch, load_corpus
@@ -41,14 +43,27 @@ from .runfolder import (  # noqa: F401 - RunError, TIMING_COLUMNS: part of this 
 
 # offsets that give the evaluation and probe generators their own streams
 EVAL_SEED_OFFSET, PROBE_SEED_OFFSET = 1_000_003, 2_000_003
+# what a scheduler sends before a time limit or a preemption (SLURM: SIGTERM, or the --signal of
+# profiles/slurm): the trainer finishes its step, writes a checkpoint and exits
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+PREEMPTED_EXIT = 3  # the exit status of ``lnstab train`` after such a stop
 
 
-def resolve_device(name: str) -> torch.device:
+class Preempted(Exception):
+    """Stopped by a signal; the checkpoint holds every step done, the same command resumes."""
+
+
+def device_type(name: str) -> str:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: 'cuda' requested but no CUDA device is available")
-    return torch.device(name)
+    return name
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    kind = device_type(name)
+    return torch.device("cuda", local_rank) if kind == "cuda" else torch.device("cpu")
 
 
 def set_determinism(cfg: RunConfig) -> None:
@@ -120,8 +135,15 @@ class Run:
                  grid: dict | None = None):
         self.out = Path(out_dir)
         self.grid = grid  # the run's grid point in a study (recorded in summary.json)
-        self.verbose = verbose
-        self.device = resolve_device(cfg.train.device)
+        self.group = distributed.from_environment(device_type(cfg.train.device))
+        self.verbose = verbose and self.group.main
+        self.device = resolve_device(cfg.train.device, self.group.local_rank)
+        share = cfg.train.grad_accum * self.group.world_size
+        if cfg.train.batch_size % share:
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} sequences do not split into "
+                              f"train.grad_accum={cfg.train.grad_accum} micro-batches on each of "
+                              f"{self.group.world_size} processes")
+        self.micro_batch = cfg.train.batch_size // share
         set_determinism(cfg)
         self.corpus = load_corpus(cfg.data, cfg.model.vocab_size, corpus_meta)
         if cfg.model.vocab_size is None:
@@ -131,8 +153,17 @@ class Run:
                               f"vocabulary of {self.corpus.vocab_size} tokens")
         self.cfg = cfg
         self.model = GPT(cfg.model).to(self.device)
+        self.model.activation_checkpointing = cfg.train.activation_checkpointing
         self.optimizer = make_optimizer(self.model, cfg, self.device)
-        self.fwd = torch.compile(self.model) if cfg.train.compile else self.model
+        # training goes through DDP (gradients averaged over the ranks); evaluation and probes,
+        # on rank 0 alone, through the model itself
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.group.distributed else None)
+        compile_ = torch.compile if cfg.train.compile else (lambda m: m)
+        self.fwd = compile_(self.model)
+        self.train_fwd = compile_(self.ddp) if self.ddp is not None else self.fwd
+        self.stop_signal: int | None = None
         self.train_gen = torch.Generator().manual_seed(cfg.seed)
         pgen = torch.Generator().manual_seed(cfg.seed + PROBE_SEED_OFFSET)
         self.probe_batch = get_batch(self.corpus.val, cfg.probe.batch_size, cfg.model.block_size, pgen)
@@ -150,8 +181,9 @@ class Run:
         }
 
     def save(self) -> None:
-        save_torch(self.out / "ckpt.pt", self.checkpoint())
-        self.write_tables()
+        if self.group.main:  # the ranks hold the same weights and RNG states: one copy suffices
+            save_torch(self.out / "ckpt.pt", self.checkpoint())
+            self.write_tables()
 
     def load(self, path: Path) -> None:
         """Resume from ``path``; StaleCheckpoint if it holds another config or other data."""
@@ -214,6 +246,17 @@ class Run:
         return contextlib.nullcontext()
 
     # -- one training step -------------------------------------------------------------------
+    def micro_batches(self):
+        """This rank's micro-batches of the step's global batch. Every rank draws the whole batch
+        from the same generator and keeps its own contiguous share, so the batch, and hence the
+        training, is the same whatever the number of ranks and micro-batches."""
+        t, g = self.cfg.train, self.group
+        x, y = get_batch(self.corpus.train, t.batch_size, self.cfg.model.block_size, self.train_gen)
+        share = t.batch_size // g.world_size
+        x, y = x[g.rank * share:(g.rank + 1) * share], y[g.rank * share:(g.rank + 1) * share]
+        m = self.micro_batch
+        return [(x[i:i + m].to(self.device), y[i:i + m].to(self.device)) for i in range(0, share, m)]
+
     def train_step(self) -> tuple[float, float]:
         """One optimizer step at ``state.step``: (loss, gradient norm); NaN where not finite,
         in which case the weights are left as they were."""
@@ -221,15 +264,20 @@ class Run:
         lr = lr_at(self.state.step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y = (b.to(self.device) for b in get_batch(self.corpus.train, t.batch_size,
-                                                     self.cfg.model.block_size, self.train_gen))
-        with self.autocast():
-            _, loss = self.fwd(x, y)
-        loss_value = loss.item()
+        self.optimizer.zero_grad(set_to_none=True)
+        batches = self.micro_batches()
+        loss_sum = 0.0
+        for i, (x, y) in enumerate(batches):
+            # DDP averages gradients over the ranks once, at the last micro-batch
+            sync = self.ddp is None or i == len(batches) - 1
+            with (contextlib.nullcontext() if sync else self.ddp.no_sync()):
+                with self.autocast():
+                    _, loss = self.train_fwd(x, y)
+                (loss / len(batches)).backward()  # a NaN loss gives NaN gradients: no step below
+            loss_sum += loss.item()
+        loss_value = self.group.mean(loss_sum / len(batches))
         if not math.isfinite(loss_value):
             return loss_value, float("nan")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if t.grad_clip > 0:
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip).item()
         else:
@@ -260,14 +308,20 @@ class Run:
         return row
 
     def after_step(self, row: dict, bar: Progress) -> None:
-        """Evaluation, progress and a checkpoint, each when due."""
+        """Evaluation, progress and a checkpoint, each when due; a stop signal ends the run here,
+        after a checkpoint that holds this step."""
         st, t = self.state, self.cfg.train
-        if st.step % t.eval_interval == 0 or st.step == t.steps:
+        if (st.step % t.eval_interval == 0 or st.step == t.steps) and self.group.main:
             row["val_loss"] = self.evaluate()
         eta = (t.steps - st.step) * st.train_time / max(1, st.step - (self.resumed_from or 0))
         bar.update(st.step, row["train_loss"], row["tokens_per_s"], eta)
         if t.ckpt_interval and st.step % t.ckpt_interval == 0 and st.step < t.steps:
             self.save()
+        if self.group.any(self.stop_signal is not None) and st.step < t.steps:
+            self.save()
+            name = signal.Signals(self.stop_signal).name if self.stop_signal else "a signal to another rank"
+            raise Preempted(f"{self.out}: stopped by {name} after step {st.step}; the checkpoint holds it, "
+                            "the same command resumes")
 
     def diverge(self, step: int) -> None:
         self.state.status, self.state.diverged_step = "diverged", step
@@ -278,14 +332,37 @@ class Run:
             print(f"[lnstab] {msg}", file=sys.stderr, flush=True)
 
     # -- the loop ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def stop_signals(self):
+        """While training: a stop signal is noted, and acted on at the end of the current step."""
+        def note(signum, frame):
+            self.stop_signal = signum
+        try:
+            previous = {s: signal.signal(s, note) for s in STOP_SIGNALS}
+        except ValueError:  # not the main thread: signals cannot be caught here
+            previous = {}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
     def fit(self) -> dict:
+        with self.stop_signals():
+            return self._fit()
+
+    def _fit(self) -> dict:
         st, t = self.state, self.cfg.train
         probes_at = set(probe_steps(self.cfg)) if self.cfg.probe.enabled else set()
         bar = Progress(t.steps, t.log_interval, self.out.name, self.verbose)
         while st.status == "running":
-            if st.step in probes_at and st.step not in st.probed and not self.run_probe():
+            due = st.step in probes_at and st.step not in st.probed
+            # rank 0 probes; every rank learns whether the hidden states were finite
+            if due and self.group.any(self.group.main and not self.run_probe()):
                 self.diverge(st.step)
                 break
+            if due and not self.group.main:
+                st.probed.append(st.step)
             if st.step >= t.steps:
                 st.status = "completed"
                 break
@@ -300,6 +377,8 @@ class Run:
     def finish(self) -> dict:
         """summary.json, and one line saying how the run ended."""
         summary = self.summary()
+        if not self.group.main:
+            return summary
         write_json(self.out / "summary.json", summary)
         self.log(f"{self.out.name}: {summary['status']} at step {self.state.step}, "
                  f"val loss {summary['final_val_loss'] or float('nan'):.4f}, {summary['ms_per_step']:.1f} ms/step, "
@@ -321,7 +400,8 @@ class Run:
         return repair_outputs(self.out, self.tables(), self.summary)
 
     def summary(self) -> dict:
-        return run_summary(self.state, self.cfg, self.model, self.device, self.resumed_from, self.grid)
+        return run_summary(self.state, self.cfg, self.model, self.device, self.resumed_from, self.grid,
+                           self.group.world_size)
 
 
 def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_stale: bool = False,
@@ -330,29 +410,39 @@ def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_sta
 
     A checkpoint written with another config or on other data is never resumed: with
     ``restart_stale`` it is moved to out/superseded/<n>/ and the run starts again, otherwise a
-    RunError says so. A finished run rewrites any output that is missing or differs."""
+    RunError says so. A finished run rewrites any output that is missing or differs. Under
+    torchrun, rank 0 holds the folder's lock and decides; the other ranks then read the same
+    checkpoint (any number of ranks that divides the batch resumes any checkpoint)."""
     out = Path(out_dir)
     run = Run(cfg, out, verbose, corpus_meta, grid)  # every config and data check before anything is written
-    with run_lock(out):
+    group = run.group
+    with run_lock(out) if group.main else contextlib.nullcontext():
         ckpt = out / "ckpt.pt"
-        for stale in out.glob(".*.tmp"):  # a write cut short by a kill: its target is intact
-            stale.unlink()
-        if ckpt.exists():
-            try:
-                run.load(ckpt)
-            except StaleCheckpoint as e:
-                if not restart_stale:
-                    raise RunError(f"{e}; use a new output folder, or --restart to move the old run "
-                                   "aside and train again") from None
-                dest = move_aside(out)
-                run.log(f"{e}: moved the old run to {dest}; training again from step 0")
-                run = Run(cfg, out, verbose, corpus_meta, grid)
-            else:
-                if run.state.status != "running":
-                    fixed = run.repair_outputs()
-                    run.log(f"{out} is already {run.state.status}; " + (f"rewrote {', '.join(fixed)} from the checkpoint"
-                                                                  if fixed else "nothing to do"))
-                    return json.loads((out / "summary.json").read_text())
-                run.log(f"resuming {out} from step {run.state.step}")
-        write_json(out / "provenance.json", provenance(run.cfg, run.device, run.corpus))
+        if group.main:
+            for stale in out.glob(".*.tmp"):  # a write cut short by a kill: its target is intact
+                stale.unlink()
+            if ckpt.exists():
+                try:
+                    run.load(ckpt)
+                except StaleCheckpoint as e:
+                    if not restart_stale:
+                        raise RunError(f"{e}; use a new output folder, or --restart to move the old run "
+                                       "aside and train again") from None
+                    dest = move_aside(out)
+                    run.log(f"{e}: moved the old run to {dest}; training again from step 0")
+                    run = Run(cfg, out, verbose, corpus_meta, grid)
+        group.barrier()  # rank 0 has resumed, moved a stale run aside or found none
+        if not group.main and ckpt.exists():
+            run.load(ckpt)
+        if run.state.status != "running":
+            if not group.main:
+                return run.summary()
+            fixed = run.repair_outputs()
+            run.log(f"{out} is already {run.state.status}; " + (f"rewrote {', '.join(fixed)} from the checkpoint"
+                                                          if fixed else "nothing to do"))
+            return json.loads((out / "summary.json").read_text())
+        if run.resumed_from is not None:
+            run.log(f"resuming {out} from step {run.state.step} on {group.world_size} process(es)")
+        if group.main:
+            write_json(out / "provenance.json", provenance(run.cfg, run.device, run.corpus, group.world_size))
         return run.fit()
