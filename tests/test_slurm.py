@@ -110,3 +110,41 @@ def test_cancelled_job_is_retried_and_resumes(slurm_cluster, tmp_path):
     for t in TABLES:
         assert (tmp_path / "slurm" / "results" / "tables" / t).read_bytes() == \
             (tmp_path / "local" / "results" / "tables" / t).read_bytes(), t
+
+
+def test_two_process_job_stops_on_sigterm_and_resumes_exactly(slurm_cluster, tmp_path):
+    """A training job of 2 torchrun ranks (resources.train.processes), sent SIGTERM mid-run as
+    SLURM does at a time limit or a preemption (profiles/slurm asks for it 5 minutes early):
+    it writes a checkpoint of the step it finished and fails, the retry resumes from exactly
+    that step, and the tables equal a local 2-process run's."""
+    one = [{"placement": ["peri"], "n_layer": [2], "dt": [0.5]}]
+    base = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())["base"]
+    base["train"].update(steps=600, ckpt_interval=0, eval_interval=100, log_interval=5)
+    resources = {"train": {"mem_mb": 1000, "runtime": 10, "processes": 2}}  # > the 5-minute warning
+    cfg_slurm = smoke_config(tmp_path / "slurm", sweeps=one, base=base, resources=resources)
+    cfg_local = smoke_config(tmp_path / "local", sweeps=one, base=base, resources=resources)
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "tables", *SLURM_ARGS, "--configfile",
+                             str(cfg_slurm)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, signalled = time.time() + 300, False
+    while time.time() < deadline and proc.poll() is None and not signalled:
+        for f in (tmp_path / "slurm" / "results" / "logs" / "train").glob("*.log"):
+            if "step 20/600" in f.read_text():
+                ids = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+                subprocess.run(["scancel", "--signal=TERM", *ids], check=True)
+                signalled = True
+        time.sleep(0.2)
+    assert signalled, "the training job never reached step 20"
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-5000:]
+    run_dir = next((tmp_path / "slurm" / "results" / "runs").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # no checkpoint was due before step 600 (ckpt_interval 0): the one resumed from was written
+    # on the signal, at the step the job had reached
+    assert summary["status"] == "completed" and summary["resumed_from_step"] >= 20
+    assert json.loads((run_dir / "provenance.json").read_text())["world_size"] == 2
+
+    res = snakemake("tables", "--cores", "2", "--configfile", str(cfg_local))
+    assert res.returncode == 0, res.stderr[-3000:]
+    for t in TABLES:
+        assert (tmp_path / "slurm" / "results" / "tables" / t).read_bytes() == \
+            (tmp_path / "local" / "results" / "tables" / t).read_bytes(), t

@@ -4,6 +4,7 @@ On several processes: ``torchrun --standalone --nproc_per_node=N -m lnstab train
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .config import ConfigError, load_config
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lnstab: {e}", file=sys.stderr)
             return 2
         except Preempted as e:
-            print(f"lnstab: {e}", file=sys.stderr)
+            if os.environ.get("RANK", "0") == "0":  # once, not once per rank
+                print(f"lnstab: {e}", file=sys.stderr)
             return PREEMPTED_EXIT
         finally:
             distributed.shutdown()

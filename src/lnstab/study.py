@@ -74,9 +74,12 @@ def prepare_corpus(data: dict, folder: str | Path, meta_path: str | Path, baseli
     return meta
 
 
-def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: str | Path) -> dict:
+def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: str | Path, processes: int = 1) -> dict:
     """Train one grid point on the prepared corpus (resuming from its checkpoint if present; a
-    checkpoint of another config or other data is moved aside and the run trained again)."""
+    checkpoint of another config or other data is moved aside and the run trained again).
+    With ``processes`` > 1 the run is trained by that many torchrun ranks on this node."""
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        return _torchrun_grid_point(params, base, meta_path, folder, processes)
     from .train import train
 
     meta = json.loads(Path(meta_path).read_text())
@@ -89,6 +92,31 @@ def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: st
     if summary["status"] not in ("completed", "diverged"):
         raise RuntimeError(f"run {folder} ended with status {summary['status']}")
     return summary
+
+
+def _fd(stream):
+    """The file descriptor behind ``stream`` (a job's log), or None: inherit this process's."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _torchrun_grid_point(params: dict, base: dict, meta_path, folder, processes: int) -> dict:
+    """The same call on ``processes`` ranks: torchrun starts this module with the arguments as
+    one JSON document; a stop signal reaches the ranks through torchrun and ends the job with
+    the trainer's exit status (lnstab.train.PREEMPTED_EXIT), so that a retry resumes."""
+    import subprocess
+
+    job = json.dumps({"params": params, "base": base, "meta_path": str(meta_path), "folder": str(folder)})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           "-m", "lnstab.study", job]
+    print(f"training {folder} on {processes} processes: torchrun --standalone --nproc_per_node={processes}",
+          flush=True)
+    code = subprocess.run(cmd, stdout=_fd(sys.stdout), stderr=_fd(sys.stderr)).returncode
+    if code != 0:
+        raise RuntimeError(f"torchrun training of {folder} exited with status {code}")
+    return json.loads((Path(folder) / "summary.json").read_text())
 
 
 def collect_tables(run_dirs: dict, runs: dict, baselines_csv, tables_dir: str | Path) -> dict[str, pd.DataFrame]:
@@ -147,3 +175,17 @@ def check_manifest(manifest) -> list[str]:
         if not Path(path).exists() or sha256(path) != digest:
             bad.append(path)
     return bad
+
+
+if __name__ == "__main__":  # one rank of _torchrun_grid_point
+    from . import distributed
+    from .train import PREEMPTED_EXIT, Preempted
+
+    try:
+        train_grid_point(**json.loads(sys.argv[1]))
+    except Preempted as e:
+        if os.environ.get("RANK", "0") == "0":  # once, not once per rank
+            print(f"lnstab: {e}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT)
+    finally:
+        distributed.shutdown()

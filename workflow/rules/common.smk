@@ -27,6 +27,12 @@ RESULTS = config["results"].rstrip("/")
 FIGDIR = config["figures"].rstrip("/")
 BASE = config["base"]
 
+# a training job: `processes` torchrun ranks (one per GPU), base.train.threads threads each
+TRAIN_RESOURCES = config["resources"]["train"]
+TRAIN_RESOURCES.setdefault("processes", max(1, TRAIN_RESOURCES["gpu"]))
+TRAIN_THREADS = TRAIN_RESOURCES["processes"] * BASE.get("train", {}).get("threads", 1)
+TRAIN_RESOURCES.setdefault("cpus_per_task", TRAIN_THREADS)
+
 try:
     RUNS = expand_grid(config["sweeps"], BASE)
     for _params in RUNS.values():  # every run's config is checked before anything runs

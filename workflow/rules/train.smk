@@ -22,10 +22,11 @@ rule train:
         f"{RESULTS}/benchmarks/train/{{run}}.tsv"
     conda:
         CONDA_ENV
-    threads: BASE.get("train", {}).get("threads", 1)
+    threads: TRAIN_THREADS
     resources:
-        **config["resources"]["train"],
+        **TRAIN_RESOURCES,
     params:
+        processes=TRAIN_RESOURCES["processes"],
         grid=lambda wc: RUNS[wc.run],
         base=BASE,
         folder=lambda wc, output: os.path.dirname(output.summary),

@@ -1,4 +1,4 @@
-"""Train one grid point. Standalone: python train_run.py config/config.yaml RUN_ID"""
+"""Train one grid point. Standalone: python train_run.py config/config.yaml RUN_ID [PROCESSES]"""
 import sys
 
 from lnstab.study import load_study, redirect_output, train_grid_point
@@ -6,9 +6,9 @@ from lnstab.study import load_study, redirect_output, train_grid_point
 if "snakemake" in globals():
     redirect_output(snakemake.log[0])
     train_grid_point(snakemake.params.grid, snakemake.params.base, snakemake.input.meta,
-                     snakemake.params.folder)
+                     snakemake.params.folder, snakemake.params.processes)
 elif __name__ == "__main__":
     cfg, runs = load_study(sys.argv[1])
     results = cfg.get("results", "results")
     train_grid_point(runs[sys.argv[2]], cfg.get("base", {}), f"{results}/data/meta.json",
-                     f"{results}/runs/{sys.argv[2]}")
+                     f"{results}/runs/{sys.argv[2]}", int(sys.argv[3]) if len(sys.argv) > 3 else 1)
