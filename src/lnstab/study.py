@@ -51,6 +51,17 @@ def prepare_corpus(data: dict, folder: str | Path, meta_path: str | Path, baseli
         meta = {"dir": str(Path(cfg.dir).resolve()), "vocab_size": None, "source": "bin",
                 "fingerprint": file_digest(files), "max_token": int(corpus.vocab_size - 1),
                 "train_tokens": int(len(corpus.train)), "val_tokens": int(len(corpus.val))}
+    elif cfg.tokenizer == "gpt2":  # streamed: corpora of many GB never sit in memory
+        from .data import GPT2_VOCAB, Corpus, shakespeare_files, text_files, write_gpt2_bins
+
+        texts = shakespeare_files() if cfg.source == "shakespeare" else text_files(cfg.paths)
+        print(f"tokenizing {len(texts)} file(s) with GPT-2's BPE into {folder}", flush=True)
+        files, n = write_gpt2_bins(texts, folder, cfg.val_fraction)
+        train, val = (np.memmap(f, dtype=np.uint16, mode="r") for f in files)
+        corpus = Corpus(train, val, GPT2_VOCAB, None, file_digest(files))
+        meta = {"dir": str(folder), "vocab_size": GPT2_VOCAB, "source": cfg.source, "tokenizer": "gpt2",
+                "fingerprint": corpus.fingerprint, "max_token": int(max(train.max(), val.max())),
+                "train_tokens": int(len(train)), "val_tokens": int(len(val)), "documents": len(texts)}
     else:
         corpus = load_corpus(cfg)
         if corpus.vocab_size > np.iinfo(np.uint16).max:

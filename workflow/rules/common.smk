@@ -15,6 +15,7 @@ os.environ.update(
 )
 
 from lnstab.config import ConfigError
+from lnstab.data import text_files
 from lnstab.figures import FIGURES
 from lnstab.grid import expand as expand_grid, run_config
 from lnstab.tables import COLLECTED, TABLES, table_files
@@ -77,8 +78,8 @@ def corpus_files(wildcards):
     """The data a study trains on: its files are inputs, so a changed corpus reruns the corpus
     stage, and through meta.json (its content hash) every training run."""
     data = BASE.get("data", {})
-    if data.get("source") == "text":
-        return list(data.get("paths", []))
+    if data.get("source") == "text":  # files or glob patterns (lnstab.data.text_files)
+        return [str(p) for p in text_files(data.get("paths", []))]
     if data.get("source") == "bin":
         return [os.path.join(data["dir"], f"{split}.bin") for split in ("train", "val")]
     return []
