@@ -6,7 +6,10 @@
    50304, batch 16): tokens/s and model-FLOPs utilization for Pre-LN and Peri-LN in bf16, Pre-LN
    in fp32 with TF32, and Pre-LN in bf16 with torch.compile (warm-up steps excluded).
 2. Probe cost at that shape: one plain probe and one with Jacobian norms (seconds, peak memory).
-3. Determinism on CUDA: a small run (probes, bounds, Jacobians, bf16) trained twice gives
+3. GPT-2 XL's shape (48 x 1600, 25 heads, context 1024) for a few steps in bf16 at micro-batch 4,
+   with and without activation checkpointing: peak memory, tokens/s and MFU, next to what
+   ``lnstab plan`` predicts for the same job (lnstab.plan).
+4. Determinism on CUDA: a small run (probes, bounds, Jacobians, bf16) trained twice gives
    byte-identical metrics (timing columns aside), probes and bounds, with no bound violation.
 ``benchmarks/bench.py`` renders the JSON in docs/benchmarks.md.
 """
@@ -30,9 +33,12 @@ from lnstab.bounds import bound_rows  # noqa: E402
 from lnstab.config import load_config  # noqa: E402
 from lnstab.probes import probe  # noqa: E402
 from lnstab.hardware import mfu  # noqa: E402
+from lnstab.plan import plan_job  # noqa: E402
 from lnstab.train import TIMING_COLUMNS, Run, train  # noqa: E402
 
 PROBED = ["model.placement=pre", "train.precision=bf16", "train.tf32=true"]  # also times the probes
+GPT2_XL = ["model.n_layer=48", "model.d_model=1600", "model.n_head=25", "train.batch_size=4",
+           "train.precision=bf16", "train.tf32=true"]  # the rest of GPT2_SMALL's shape is GPT-2 XL's too
 GPT2_SMALL = ["model.n_layer=12", "model.d_model=768", "model.n_head=12", "model.block_size=1024",
               "model.vocab_size=50304", "model.bias=false", "train.batch_size=16", "train.device=cuda",
               "data.source=bin"]
@@ -97,6 +103,8 @@ def throughput(data: Path, overrides: list[str], warmup: int = 5, steps: int = 2
                "warmup_s": warm_s, "peak_mem_gib": peak_gib()}
         if overrides == PROBED:
             row["probe"] = probe_cost(run)
+        # the planner's estimate of this job on one GPU, beside the measured peak
+        row["plan_peak_gib"] = plan_job("bench", cfg, 1, 1e9, 1e9, 0.35, 1.0).peak_gb * 1e9 / 2**30
     print(json.dumps(row), flush=True)
     return row
 
@@ -156,6 +164,8 @@ def main():
                    ["model.placement=pre", "train.precision=fp32", "train.tf32=true"]]
         if not args.no_compile:
             configs.append(["model.placement=pre", "train.precision=bf16", "train.tf32=true", "train.compile=true"])
+        configs += [GPT2_XL + ["train.activation_checkpointing=false"],
+                    GPT2_XL + ["train.activation_checkpointing=true"]]
         if args.only_determinism:
             configs = []
         for overrides in configs:
