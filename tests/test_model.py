@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lnstab.config import PLACEMENTS, ModelConfig
+from lnstab.config import NORMS, PLACEMENTS, ModelConfig
 from lnstab.model import GPT
 
 
-def make(placement, dt=1.0, n_layer=2, d=16, heads=2, bias=True, seed=0):
+def make(placement, dt=1.0, n_layer=2, d=16, heads=2, bias=True, seed=0, norm="layernorm", mix_fraction=0.25):
     torch.manual_seed(seed)
     cfg = ModelConfig(placement=placement, dt=dt, n_layer=n_layer, n_head=heads, d_model=d,
-                      block_size=8, vocab_size=11, bias=bias)
+                      block_size=8, vocab_size=11, bias=bias, norm=norm, mix_fraction=mix_fraction)
     model = GPT(cfg).double()
     # non-trivial LN gains and biases, so an LN that is skipped or misplaced shows up
     with torch.no_grad():
@@ -24,6 +24,9 @@ def make(placement, dt=1.0, n_layer=2, d=16, heads=2, bias=True, seed=0):
 
 
 def ln_by_hand(u, ln):
+    if type(ln).__name__ == "RMSNorm":  # no centring, no bias
+        assert ln.bias is None
+        return ln.weight * u / torch.sqrt((u ** 2).mean(-1, keepdim=True) + ln.eps)
     mu = u.mean(-1, keepdim=True)
     var = ((u - mu) ** 2).mean(-1, keepdim=True)  # biased
     return ln.weight * (u - mu) / torch.sqrt(var + ln.eps) + ln.bias
@@ -49,37 +52,51 @@ def mlp_by_hand(u, mlp):
     return gelu @ mlp.proj.weight.T + mlp.proj.bias
 
 
-def step_by_hand(placement, dt, x, r, f):
+def step_by_hand(placement, dt, x, r, f, n_layer=2):
     if placement == "pre":
         return x + dt * f(ln_by_hand(x, r.ln_in))
     if placement == "peri":
         return x + dt * ln_by_hand(f(ln_by_hand(x, r.ln_in)), r.ln_out)
     if placement == "post":
         return ln_by_hand(x + dt * f(x), r.ln_out)
+    if placement == "output":
+        return x + dt * ln_by_hand(f(x), r.ln_out)
+    if placement == "deepnorm":
+        return ln_by_hand((2 * n_layer) ** 0.25 * x + dt * f(x), r.ln_out)
     return x + dt * f(x)
+
+
+def placements_by_hand(placement, n_layer, fraction=0.25):
+    """mix: Post-LN in the first ceil(fraction * L) blocks, Pre-LN after."""
+    if placement != "mix":
+        return [placement] * n_layer
+    n_post = math.ceil(fraction * n_layer)
+    return ["post"] * n_post + ["pre"] * (n_layer - n_post)
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("dt", [1.0, 0.3])
-def test_block_equals_its_equation(placement, dt):
-    model = make(placement, dt)
+@pytest.mark.parametrize("norm", NORMS)
+def test_block_equals_its_equation(placement, dt, norm):
+    model = make(placement, dt, n_layer=4, norm=norm)
     x = torch.randn(3, 8, 16, dtype=torch.float64)
-    for block in model.blocks:
-        expected = step_by_hand(placement, dt, x, block.attn, lambda u: attention_by_hand(u, block.attn.f))
-        expected = step_by_hand(placement, dt, expected, block.mlp, lambda u: mlp_by_hand(u, block.mlp.f))
+    for block, p in zip(model.blocks, placements_by_hand(placement, 4)):
+        expected = step_by_hand(p, dt, x, block.attn, lambda u: attention_by_hand(u, block.attn.f), 4)
+        expected = step_by_hand(p, dt, expected, block.mlp, lambda u: mlp_by_hand(u, block.mlp.f), 4)
         torch.testing.assert_close(block(x), expected, rtol=1e-12, atol=1e-12)
         x = expected
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
-def test_whole_model_equals_its_equation(placement):
-    model = make(placement, 0.5)
+@pytest.mark.parametrize("norm", NORMS)
+def test_whole_model_equals_its_equation(placement, norm):
+    model = make(placement, 0.5, n_layer=3, norm=norm, mix_fraction=0.5)
     idx = torch.randint(0, 11, (2, 8))
     x = model.wte.weight[idx] + model.wpe.weight[:8]
-    for block in model.blocks:
-        x = step_by_hand(placement, 0.5, x, block.attn, lambda u: attention_by_hand(u, block.attn.f))
-        x = step_by_hand(placement, 0.5, x, block.mlp, lambda u: mlp_by_hand(u, block.mlp.f))
-    if placement in ("pre", "peri"):
+    for block, p in zip(model.blocks, placements_by_hand(placement, 3, 0.5)):
+        x = step_by_hand(p, 0.5, x, block.attn, lambda u: attention_by_hand(u, block.attn.f), 3)
+        x = step_by_hand(p, 0.5, x, block.mlp, lambda u: mlp_by_hand(u, block.mlp.f), 3)
+    if placement in ("pre", "peri", "output", "mix"):  # the stream leaves the last block unnormalised
         x = ln_by_hand(x, model.ln_f)
     else:
         assert model.ln_f is None
@@ -93,17 +110,17 @@ def test_dt_scales_the_branch_and_nothing_else(placement):
     x = torch.randn(2, 8, 16, dtype=torch.float64)
     for ra, rb in zip(a.sublayers(), b.sublayers()):
         torch.testing.assert_close(ra.branch(x), rb.branch(x))  # dt is not inside the branch
-        if placement == "post":
-            torch.testing.assert_close(rb(x), rb.ln_out(x + 0.25 * ra.branch(x)))
+        if rb.placement in ("post", "deepnorm"):  # mix: its first block is Post-LN
+            torch.testing.assert_close(rb(x), rb.ln_out(ra.alpha * x + 0.25 * ra.branch(x)))
         else:
             torch.testing.assert_close(rb(x) - x, 0.25 * (ra(x) - x))
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_layer_norms_where_the_placement_puts_them(placement):
-    r = make(placement).blocks[0].attn
+    r = make(placement).blocks[0].attn  # mix: the first block is Post-LN
     assert (r.ln_in is not None) == (placement in ("pre", "peri"))
-    assert (r.ln_out is not None) == (placement in ("peri", "post"))
+    assert (r.ln_out is not None) == (placement in ("peri", "post", "output", "mix", "deepnorm"))
 
 
 def test_fused_attention_equals_explicit():

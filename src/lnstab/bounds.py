@@ -2,12 +2,14 @@
 
 ``forward_bounds`` gives, for every probe point x^(k), k = 0..K, an upper bound on each moment
 (mean_abs, var_entry, var_data, mean_norm) that holds for ANY input batch whose embeddings have
-the measured moments at k = 0. The per-sub-layer slope depends on the placement:
+the measured moments at k = 0. The per-sub-layer slope depends on the sub-layer's placement
+(LayerNorm or RMSNorm alike: docs/bounds.md, F1 and F1'):
 
-    peri : output-LN parameters only            (linear in k*dt; variances quadratic)
-    post : the LN that produced x^(k)           (constant, not cumulative)
-    pre  : spectral norms of V/O/MLP weights, input-LN bound on the branch input
-    none : same weights, running bound on max_t ||x_t|| as input (exponential in depth)
+    peri, output   : output-norm parameters only       (linear in k*dt; variances quadratic)
+    post, deepnorm : the norm that produced x^(k)      (constant, not cumulative)
+    pre            : spectral norms of V/O/MLP weights, input-norm bound on the branch input
+    none           : same weights, running bound on max_t ||x_t|| as input (exponential in depth)
+    mix            : post in its first blocks, then pre, starting from the last post bound
 
 ``backward_bounds`` turns estimated sub-layer Jacobian norms into the two-sided product bound on
 the adjoint ratio ||p^(k)|| / ||p^(K)||. ``bound_rows`` compares bounds with measured probes.
@@ -19,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from .model import GPT, LayerNorm, Residual
+from .model import GPT, NORM_ON_BRANCH, NORM_ON_SUM, Residual
 from .probes import ln_stats, moments, point_of, spectral_norms
 
 FORWARD_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm")
@@ -33,7 +35,7 @@ def roundoff_allowance(n_sublayers: int) -> float:
     return 2 * (n_sublayers + 2) * FP32_UNIT_ROUNDOFF
 
 
-def _ln_slopes(ln: LayerNorm, d: int) -> dict[str, float]:
+def _ln_slopes(ln, d: int) -> dict[str, float]:
     """Bounds on the moments of one LN output y = g*z + b, for any input (docs/bounds.md, F1),
     in the units that add up under Minkowski: mean|y|, ||y||, std over entries, data-wise std."""
     s = ln_stats(ln)
@@ -103,7 +105,6 @@ def forward_bounds(model: GPT, x0: torch.Tensor, weight_norms: dict[str, float] 
     d = x0.shape[-1]
     subs = model.sublayers()
     K = len(subs)
-    placement = model.cfg.placement
     dt = subs[0].dt if subs else model.cfg.dt  # the step the model applies (Residual.dt)
     # in "seminorm units": mean_abs, mean_norm, sqrt(var_entry), sqrt(var_data)
     start = {q: (math.sqrt(m0[q]) if q.startswith("var") else m0[q]) for q in FORWARD_QUANTITIES}
@@ -111,24 +112,26 @@ def forward_bounds(model: GPT, x0: torch.Tensor, weight_norms: dict[str, float] 
     out["slope"] = np.full(K + 1, np.nan)
     for q in FORWARD_QUANTITIES:
         out[q][0] = start[q]
-    max_norm = x0.double().norm(dim=-1).max().item()  # running bound on max_t ||x_t|| ("none")
+    max_norm = x0.double().norm(dim=-1).max().item()  # running bound on max_t ||x_t||
     known = {id(p): weight_norms[n] for n, p in model.named_parameters() if n in (weight_norms or {})}
-    gains = branch_norms(subs, known) if placement in ("pre", "none") else []
+    weighted = [k for k, r in enumerate(subs) if r.placement in ("pre", "none")]  # slopes read F's weights
+    gains = dict(zip(weighted, branch_norms([subs[k] for k in weighted], known)))
     for k, r in enumerate(subs, start=1):
-        if placement == "post":
+        if r.placement in NORM_ON_SUM:  # x^(k) is a norm output (F3), whatever came before
             for q, v in _ln_slopes(r.ln_out, d).items():
                 out[q][k] = v
+            max_norm = out["mean_norm"][k]  # F1(a) holds token by token
             continue
-        if placement == "peri":
+        if r.placement in NORM_ON_BRANCH:
             inc = _ln_slopes(r.ln_out, d)
         else:
-            u_max = _ln_slopes(r.ln_in, d)["mean_norm"] if placement == "pre" else max_norm
+            u_max = _ln_slopes(r.ln_in, d)["mean_norm"] if r.placement == "pre" else max_norm
             c = branch_gain(gains[k - 1], u_max)  # per-token ||increment|| / dt
-            max_norm += dt * c
             # (1/d)||y||_1, std over entries and data-wise std are all <= ||y|| / sqrt(d)
             inc = {"mean_norm": c, "mean_abs": c / math.sqrt(d), "var_entry": c / math.sqrt(d),
                    "var_data": c / math.sqrt(d)}
-        out["slope"][k] = inc["mean_norm"]  # per-token bound on ||branch||, every placement
+        max_norm += dt * inc["mean_norm"]
+        out["slope"][k] = inc["mean_norm"]  # per-token bound on ||branch||
         for q in FORWARD_QUANTITIES:
             out[q][k] = out[q][k - 1] + dt * inc[q]
     for q in ("var_entry", "var_data"):
@@ -136,30 +139,34 @@ def forward_bounds(model: GPT, x0: torch.Tensor, weight_norms: dict[str, float] 
     return out
 
 
-def backward_bounds(placement: str, dt: float, jac_branch: list[float], jac_step: list[float]):
-    """Two-sided product bounds on ||p^(k)|| / ||p^(K)||, k = 0..K (docs/bounds.md, B1).
+def backward_bounds(placements: list[str], dt: float, jac_branch: list[float], jac_step: list[float]):
+    """Two-sided product bounds on ||p^(k)|| / ||p^(K)||, k = 0..K (docs/bounds.md, B2), from
+    each sub-layer's placement and estimated Jacobian norms.
 
-    Residual placements: p^(k) = (I + dt J_k)^T p^(k+1), so the ratio lies in
+    Residual steps: p^(k) = (I + dt J_k)^T p^(k+1), so the ratio lies in
     [prod_{j>=k} max(0, 1 - dt ||J_j||), prod_{j>=k} (1 + dt ||J_j||)].
-    Post-LN: the step is LN(x + dt F(x)); its full Jacobian norm bounds the ratio above and
-    the LN's null space leaves 0 as the only lower bound."""
+    A norm on the sum (post, deepnorm): the step is N(alpha x + dt F(x)); its full Jacobian norm
+    bounds the ratio above and the norm's null space leaves 0 as the only lower bound."""
     K = len(jac_branch)
     lower, upper = np.ones(K + 1), np.ones(K + 1)
-    for k in range(K - 1, -1, -1):
-        if placement == "post":
-            hi, lo = jac_step[k], 0.0
+    steps = iter(jac_step)
+    his, los = [0.0] * K, [0.0] * K
+    for k in range(K):
+        if placements[k] in NORM_ON_SUM:
+            his[k], los[k] = next(steps), 0.0
         else:
-            hi, lo = 1 + dt * jac_branch[k], max(0.0, 1 - dt * jac_branch[k])
-        upper[k] = upper[k + 1] * hi
-        lower[k] = lower[k + 1] * lo
+            his[k], los[k] = 1 + dt * jac_branch[k], max(0.0, 1 - dt * jac_branch[k])
+    for k in range(K - 1, -1, -1):
+        upper[k] = upper[k + 1] * his[k]
+        lower[k] = lower[k + 1] * los[k]
     return lower, upper
 
 
 # What a bound row is (column ``kind``); only "check" rows count as checks and violations.
 #   check       a theorem evaluated on the weights, k >= 1: the measured value can exceed it
 #   start       k = 0: the bound starts from the measured embeddings, equal by construction
-#   ln_identity the bounded quantity is an LN output (Post-LN's x^(k), Peri-LN's branch), so the
-#               bound restates LN's normalisation
+#   ln_identity the bounded quantity is a norm's output (x^(k) under post and deepnorm, the branch
+#               under peri and output), so the bound restates the normalisation
 #   diagnostic  the backward product bound: its Jacobian norms are estimates from below, so
 #               it is reported as log10 slack over the measured adjoint ratio, never checked
 BOUND_KINDS = ("check", "start", "ln_identity", "diagnostic")
@@ -173,21 +180,22 @@ def bound_rows(model: GPT, measured: dict) -> list[dict]:
     slope; the adjoint ratio ||p^(k)|| / ||p^(K)|| against the backward product bound."""
     hidden = measured["hidden"]
     K = len(hidden) - 1
-    placement = model.cfg.placement
+    placements = [r.placement for r in model.sublayers()]
     fb = forward_bounds(model, hidden[0], measured.get("weight_norms"))
     rtol = roundoff_allowance(K)
     rows = []
     for k, m in enumerate(measured["moments"]):
         point, layer = point_of(k)
-        kind = "start" if k == 0 else ("ln_identity" if placement == "post" else "check")
+        p = placements[k - 1] if k >= 1 else None
+        kind = "start" if k == 0 else ("ln_identity" if p in NORM_ON_SUM else "check")
         for q in FORWARD_QUANTITIES:
             rows.append(_row(point, layer, k, q, m[q], float("nan"), fb[q][k], kind, rtol))
-        if k >= 1 and placement != "post":  # Peri-LN's branch is an LN output: its slope is LN's norm
+        if k >= 1 and p not in NORM_ON_SUM:  # a normed branch's slope is the norm's own bound
             rows.append(_row(point, layer, k, "branch_norm_max", measured["branch_norm_max"][k - 1],
-                             float("nan"), fb["slope"][k], "ln_identity" if placement == "peri" else "check", rtol))
+                             float("nan"), fb["slope"][k], "ln_identity" if p in NORM_ON_BRANCH else "check", rtol))
     if measured["jac_branch"]:
         dt = model.sublayers()[0].dt
-        lower, upper = backward_bounds(placement, dt, measured["jac_branch"], measured["jac_step"])
+        lower, upper = backward_bounds(placements, dt, measured["jac_branch"], measured["jac_step"])
         adj = measured["adjoint"]
         for k in range(K + 1):
             point, layer = point_of(k)

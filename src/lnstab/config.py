@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-PLACEMENTS = ("pre", "peri", "post", "none")
+PLACEMENTS = ("pre", "peri", "post", "none", "output", "mix", "deepnorm")
+NORMS = ("layernorm", "rmsnorm")
 
 
 class ConfigError(ValueError):
@@ -22,7 +23,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    placement: str = "pre"  # where LayerNorm sits: pre | peri | post | none (docs/theory.md, section 1)
+    placement: str = "pre"  # where the norm sits: pre | peri | post | none | output | mix | deepnorm (lnstab.model)
+    norm: str = "layernorm"  # layernorm | rmsnorm (no centring, no bias: LLaMA, OLMo 2, Gemma)
+    mix_fraction: float = 0.25  # mix: the first ceil(fraction * n_layer) blocks are Post-LN, the rest Pre-LN
     dt: float = 1.0  # residual step: x <- x + dt * branch(x)
     n_layer: int = 4  # blocks; each has 2 sub-layers (attention, MLP)
     n_head: int = 4  # attention heads (d_model must be divisible by it)
@@ -99,6 +102,7 @@ class RunConfig:
 
 CHOICES = {
     "model.placement": PLACEMENTS,
+    "model.norm": NORMS,
     "model.normalised_branch_init": ("gain", "proj", "none"),
     "data.source": ("shakespeare", "text", "bin"),
     "data.tokenizer": ("char", "gpt2"),
@@ -117,8 +121,9 @@ NON_NEGATIVE = {
 }
 
 
-# [low, high): Adam's betas below 1; the cosine schedule ends at or below lr
-UNIT_RANGES = {"train.beta1": (0.0, 1.0), "train.beta2": (0.0, 1.0), "train.min_lr_ratio": (0.0, 1.0 + 1e-12)}
+# [low, high): Adam's betas below 1; the cosine schedule ends at or below lr; a fraction of the blocks
+UNIT_RANGES = {"train.beta1": (0.0, 1.0), "train.beta2": (0.0, 1.0), "train.min_lr_ratio": (0.0, 1.0 + 1e-12),
+               "model.mix_fraction": (0.0, 1.0 + 1e-12)}
 
 
 def _check_value(key: str, value, annotation: str):

@@ -22,7 +22,8 @@ from .stats import HIDDEN_POINTS, RUN_KEYS, at_last_step, increment_ratios
 
 STYLE = Path(__file__).with_name("style.mplstyle")
 # Okabe-Ito: one hue per placement, distinct for every common colour-vision deficiency
-PLACEMENT_COLORS = {"pre": "#0072B2", "peri": "#D55E00", "post": "#009E73", "none": "#CC79A7"}
+PLACEMENT_COLORS = {"pre": "#0072B2", "peri": "#D55E00", "post": "#009E73", "none": "#CC79A7",
+                    "output": "#E69F00", "mix": "#56B4E9", "deepnorm": "#000000"}
 MARKERS = ("o", "^", "s", "D", "v")
 MOMENT_LABELS = {"mean_abs": "mean |x|", "var_entry": "entry-wise variance",
                  "var_data": "data-wise variance", "mean_norm": "mean ||x||"}

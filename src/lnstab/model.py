@@ -1,13 +1,17 @@
-"""A small GPT whose LayerNorm placement and residual step are parameters.
+"""A small GPT whose norm placement and residual step are parameters.
 
 Everything the paper varies lives in one class, ``Residual`` (docs/theory.md, section 1):
 
-    pre :  x <- x + dt * F(LN(x))
-    peri:  x <- x + dt * LN_out(F(LN_in(x)))
-    post:  x <- LN(x + dt * F(x))
-    none:  x <- x + dt * F(x)
+    pre     :  x <- x + dt * F(N(x))
+    peri    :  x <- x + dt * N_out(F(N_in(x)))      (Gemma 2/3's "sandwich" norm is this one)
+    post    :  x <- N(x + dt * F(x))
+    none    :  x <- x + dt * F(x)
+    output  :  x <- x + dt * N(F(x))                 (OLMo 2's reordered norm)
+    mix     :  post in the first ceil(mix_fraction * L) blocks, pre after (Mix-LN)
+    deepnorm:  x <- N(alpha * x + dt * F(x)),  alpha = (2L)^(1/4)   (DeepNet)
 
-F is a block's attention or MLP. Blocks, init and the head follow nanoGPT's model.py.
+F is a block's attention or MLP; N is LayerNorm or RMSNorm (``model.norm``). Blocks, init and
+the head follow nanoGPT's model.py.
 """
 from __future__ import annotations
 
@@ -19,6 +23,14 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .config import PLACEMENTS, ModelConfig
+
+# which norms a placement has: on the branch input, on the branch output, on the sum (the step
+# then is N(alpha x + dt F) rather than x + dt * branch); "mix" is resolved per block to pre/post
+NORM_ON_INPUT = ("pre", "peri")
+NORM_ON_BRANCH = ("peri", "output")
+NORM_ON_SUM = ("post", "deepnorm")
+# the stream leaves the last block unnormalised: the head reads it through a final norm
+FINAL_NORM = ("pre", "peri", "output", "mix")
 
 
 class LayerNorm(nn.Module):
@@ -32,6 +44,36 @@ class LayerNorm(nn.Module):
 
     def forward(self, x):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm over the last dimension (eps inside the sqrt): no centring and no bias."""
+
+    def __init__(self, d: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.bias = None  # read by the bounds as a zero bias
+        self.eps = eps
+
+    def forward(self, x):
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    return RMSNorm(cfg.d_model, cfg.ln_eps) if cfg.norm == "rmsnorm" else LayerNorm(cfg.d_model, cfg.bias, cfg.ln_eps)
+
+
+def block_placements(cfg: ModelConfig) -> list[str]:
+    """The placement of each block: ``mix`` is Post-LN in its first ceil(mix_fraction * L) blocks."""
+    if cfg.placement != "mix":
+        return [cfg.placement] * cfg.n_layer
+    n_post = math.ceil(cfg.mix_fraction * cfg.n_layer)
+    return ["post"] * n_post + ["pre"] * (cfg.n_layer - n_post)
+
+
+def deepnorm_alpha(n_layer: int) -> float:
+    """DeepNet's residual scale for a decoder of n_layer blocks: (2 n_layer)^(1/4)."""
+    return (2 * n_layer) ** 0.25
 
 
 class CausalSelfAttention(nn.Module):
@@ -66,64 +108,84 @@ class MLP(nn.Module):
 
 
 class Residual(nn.Module):
-    """One residual sub-layer: the single place where LN placement and the step dt act."""
+    """One residual sub-layer: the single place where norm placement and the step dt act.
 
-    def __init__(self, f: nn.Module, cfg: ModelConfig):
+    The interface a screened block implements (``lnstab screen --block module:Class``):
+    constructed as ``Class(f, cfg, placement)``, it has ``f``, ``dt``, ``placement``,
+    ``branch(x)`` (the term the step adds, before dt) and ``forward(x)`` (the step)."""
+
+    def __init__(self, f: nn.Module, cfg: ModelConfig, placement: str | None = None):
         super().__init__()
-        assert cfg.placement in PLACEMENTS, cfg.placement
-        self.f, self.placement, self.dt = f, cfg.placement, cfg.dt
-        ln = lambda: LayerNorm(cfg.d_model, cfg.bias, cfg.ln_eps)  # noqa: E731
-        # ln_in normalizes the branch input (pre, peri); ln_out normalizes the branch output
-        # (peri) or the sum (post).
-        self.ln_in = ln() if self.placement in ("pre", "peri") else None
-        self.ln_out = ln() if self.placement in ("peri", "post") else None
+        placement = placement or cfg.placement
+        assert placement in PLACEMENTS and placement != "mix", placement
+        self.f, self.placement, self.dt = f, placement, cfg.dt
+        # the weight of the stream in the sum: 1, or DeepNet's alpha
+        self.alpha = deepnorm_alpha(cfg.n_layer) if placement == "deepnorm" else 1.0
+        # ln_in normalises the branch input (pre, peri); ln_out the branch output (peri,
+        # output) or the sum (post, deepnorm). "ln" for either norm.
+        self.ln_in = make_norm(cfg) if placement in NORM_ON_INPUT else None
+        self.ln_out = make_norm(cfg) if placement in NORM_ON_BRANCH + NORM_ON_SUM else None
 
     def branch(self, x):
-        """The term the step adds: F(LN(x)) | LN_out(F(LN_in(x))) | F(x)."""
+        """The term the step adds: F(N(x)) | N_out(F(N_in(x))) | F(x) | N(F(x))."""
         y = self.f(self.ln_in(x) if self.ln_in is not None else x)
-        return self.ln_out(y) if self.placement == "peri" else y
+        return self.ln_out(y) if self.placement in NORM_ON_BRANCH else y
 
     def forward(self, x):
-        x = torch.add(x, self.branch(x), alpha=self.dt)  # x + dt * branch(x), one fused op
-        return self.ln_out(x) if self.placement == "post" else x
+        stream = x if self.alpha == 1.0 else self.alpha * x
+        x = torch.add(stream, self.branch(x), alpha=self.dt)  # x + dt * branch(x), one fused op
+        return self.ln_out(x) if self.placement in NORM_ON_SUM else x
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, placement: str, residual: type = Residual):
         super().__init__()
-        self.attn = Residual(CausalSelfAttention(cfg), cfg)
-        self.mlp = Residual(MLP(cfg), cfg)
+        self.attn = residual(CausalSelfAttention(cfg), cfg, placement)
+        self.mlp = residual(MLP(cfg), cfg, placement)
 
     def forward(self, x):
         return self.mlp(self.attn(x))
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, residual: type = Residual):
         super().__init__()
         assert cfg.vocab_size is not None, "model.vocab_size must be set (from the tokenizer)"
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        # pre and peri leave the stream unnormalized, so the head reads it through a final LN
-        self.ln_f = LayerNorm(cfg.d_model, cfg.bias, cfg.ln_eps) if cfg.placement in ("pre", "peri") else None
+        self.blocks = nn.ModuleList(Block(cfg, p, residual) for p in block_placements(cfg))
+        self.ln_f = make_norm(cfg) if cfg.placement in FINAL_NORM else None
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying
         # recompute each sub-layer's activations in the backward pass instead of keeping them
         # (train.activation_checkpointing; set by the trainer, not part of the model's equations)
         self.activation_checkpointing = False
         self.apply(self._init_weights)
-        # GPT-2: residual branches start scaled down by 1/sqrt(number of sub-layers). Where an
-        # output LN normalises the branch (peri), scaling its projection only drives the LN's
-        # input under ln_eps, so by default the scale goes to the LN's gain (docs/bounds.md)
+        # GPT-2: residual branches start scaled down by 1/sqrt(number of sub-layers). Where a
+        # norm normalises the branch output (peri, output), scaling its projection only drives the
+        # norm's input under ln_eps, so by default the scale goes to the norm's gain
+        # (docs/bounds.md). DeepNet instead scales the value, output and MLP maps by
+        # beta = (8L)^(-1/4) (Xavier-normal init with that gain).
         depth_scale = 1 / math.sqrt(2 * cfg.n_layer)
-        normalised = cfg.placement == "peri"
+        normalised = cfg.placement in NORM_ON_BRANCH
         for name, p in self.named_parameters():
+            if cfg.placement == "deepnorm":
+                self._deepnorm_init(name, p, (8 * cfg.n_layer) ** -0.25)
+                continue
             if name.endswith("f.proj.weight") and (not normalised or cfg.normalised_branch_init == "proj"):
                 nn.init.normal_(p, mean=0.0, std=0.02 * depth_scale)
             if name.endswith("ln_out.weight") and normalised and cfg.normalised_branch_init == "gain":
                 nn.init.constant_(p, depth_scale)
+
+    @staticmethod
+    def _deepnorm_init(name: str, p: nn.Parameter, beta: float) -> None:
+        if name.endswith("qkv.weight"):  # three d x d maps, each Xavier: queries and keys at gain 1, values at beta
+            C = p.shape[1]
+            for i, gain in enumerate((1.0, 1.0, beta)):
+                nn.init.xavier_normal_(p.data[i * C:(i + 1) * C], gain=gain)
+        elif name.endswith(("f.proj.weight", "f.fc.weight")):
+            nn.init.xavier_normal_(p, gain=beta)
 
     @staticmethod
     def _init_weights(module):

@@ -18,7 +18,7 @@ import math
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .model import GPT, LayerNorm
+from .model import GPT, NORM_ON_BRANCH, NORM_ON_SUM, LayerNorm
 
 HIDDEN_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm", "max_abs")
 
@@ -68,7 +68,7 @@ def param_location(name: str) -> tuple[str, int, int]:
     return ".".join(parts[2:]), layer, k
 
 
-def ln_stats(ln: LayerNorm) -> dict[str, float]:
+def ln_stats(ln) -> dict[str, float]:
     """The LN parameters the forward bounds read (docs/bounds.md, F1)."""
     g = ln.weight.detach().double()
     b = ln.bias.detach().double() if ln.bias is not None else torch.zeros_like(g)
@@ -179,11 +179,13 @@ def operator_norms(fns: list, xs: list[torch.Tensor], iters: int, tol: float, se
 
 
 @torch.no_grad()
-def ln_jacobian_factor(ln: LayerNorm, u: torch.Tensor) -> float:
-    """max over tokens of ||g||_inf / sqrt(var(u_t) + eps): the LN acts token by token, so this
-    bounds the norm of its Jacobian over the whole batch (docs/bounds.md, B1)."""
-    var = u.double().var(dim=-1, unbiased=False)
-    return (ln.weight.detach().abs().max().double() / torch.sqrt(var.min() + ln.eps)).item()
+def ln_jacobian_factor(ln, u: torch.Tensor) -> float:
+    """max over tokens of ||g||_inf / sqrt(var(u_t) + eps) (LayerNorm; RMSNorm: the mean square
+    instead of the variance): the norm acts token by token, so this bounds the norm of its
+    Jacobian over the whole batch (docs/bounds.md, B1)."""
+    u = u.double()
+    spread = u.var(dim=-1, unbiased=False) if isinstance(ln, LayerNorm) else (u ** 2).mean(dim=-1)
+    return (ln.weight.detach().abs().max().double() / torch.sqrt(spread.min() + ln.eps)).item()
 
 
 def _row(point, layer, k, quantity, value) -> dict:
@@ -223,10 +225,10 @@ def branch_norms_max(model: GPT, hidden: list[torch.Tensor]) -> list[float]:
 
 
 def jacobian_rows(model: GPT, hidden: list[torch.Tensor], iters: int, tol: float):
-    """Lanczos estimates of each sub-layer's branch Jacobian norm (Post-LN: also the whole step)
-    and the LN Jacobian factors: (rows, jac_branch, jac_step)."""
+    """Lanczos estimates of each sub-layer's branch Jacobian norm (a norm on the sum: also the
+    whole step) and the norms' Jacobian factors: (rows, jac_branch, jac_step)."""
     subs = model.sublayers()
-    posts = [k for k, r in enumerate(subs) if r.placement == "post"]  # step != x + dt*branch
+    posts = [k for k, r in enumerate(subs) if r.placement in NORM_ON_SUM]  # step != x + dt*branch
     norms = operator_norms([r.branch for r in subs] + [subs[k] for k in posts],
                            hidden[:len(subs)] + [hidden[k] for k in posts], iters, tol)
     jac_branch, jac_step = norms[:len(subs)], norms[len(subs):]
@@ -235,16 +237,14 @@ def jacobian_rows(model: GPT, hidden: list[torch.Tensor], iters: int, tol: float
         x = hidden[k]
         point, layer = point_of(k + 1)
         rows.append(_row(point, layer, k + 1, "jac_branch_est", jac_branch[k]))
-        if r.placement == "post":
+        if r.placement in NORM_ON_SUM:
             rows.append(_row(point, layer, k + 1, "jac_step_est", jac_step[posts.index(k)]))
         with torch.no_grad():
             if r.ln_in is not None:
                 rows.append(_row(point, layer, k + 1, "ln_in_jac_factor", ln_jacobian_factor(r.ln_in, x)))
-            if r.placement == "peri":
-                u = r.f(r.ln_in(x))
-                rows.append(_row(point, layer, k + 1, "ln_out_jac_factor", ln_jacobian_factor(r.ln_out, u)))
-            if r.placement == "post":
-                u = x + r.dt * r.f(x)
+            if r.placement in NORM_ON_BRANCH + NORM_ON_SUM:  # the output norm's input
+                y = r.f(r.ln_in(x) if r.ln_in is not None else x)
+                u = y if r.placement in NORM_ON_BRANCH else r.alpha * x + r.dt * y
                 rows.append(_row(point, layer, k + 1, "ln_out_jac_factor", ln_jacobian_factor(r.ln_out, u)))
     return rows, jac_branch, jac_step
 
