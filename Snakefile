@@ -2,7 +2,7 @@
 #   snakemake --cores all                                    the default study (config/config.yaml)
 #   snakemake --cores all --configfile config/smoke.yaml     the CI smoke study
 #   snakemake --workflow-profile profiles/slurm              the same DAG on a SLURM cluster
-# Targets: all (default), tables, figures, summary, manifest, fig1_moments ... fig6_scale.
+# Targets: all (default), tables, figures, summary, manifest, screen, fig1_moments ... fig7_screen.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -18,6 +18,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/screen.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 

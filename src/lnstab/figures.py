@@ -84,6 +84,8 @@ def variant_styles(variants) -> dict[str, tuple[str, str]]:
             base = np.array(mcolors.to_rgb(PLACEMENT_COLORS[p]))
             shade = base + (1 - base) * min(0.55, 0.28 * i)  # towards white
             out[v] = (mcolors.to_hex(shade), MARKERS[i % len(MARKERS)])
+    for i, v in enumerate(sorted(v for v in set(variants) if v not in out)):  # a screened block of one's own
+        out[v] = ("#000000", MARKERS[i % len(MARKERS)])
     return out
 
 
@@ -98,6 +100,8 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
     one standard deviation); ``bound`` (a column) dashed in the variant's colour; ``hlines``
     {label: y} grey reference lines in every panel."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     rows = list(row_labels) if row else [None]
     cols = col_order or sorted(df[col].unique(), reverse=True)
     styles = variant_styles(df["variant"])
@@ -127,6 +131,7 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
                 ax.axhline(y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
             if logy:
                 ax.set_yscale("log")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layer indices and steps
             ax.set_title(col_title(c) if i == 0 else "")
             ax.set_xlabel(xlabel if i == len(rows) - 1 else "")
             ax.set_ylabel(row_labels[r] if j == 0 and row else (row_labels.get(None, "") if j == 0 else ""))
@@ -149,8 +154,8 @@ def finish(fig, axes, title: str, extra: dict[str, object]) -> None:
     for name, ls in extra.items():
         handles[name] = plt.Line2D([], [], color="0.35", linestyle=ls)
         labels.append(name)
-    fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center",
-               ncol=min(4, len(labels)), frameon=False)
+    ncol = min(4 if max(map(len, labels)) < 40 else 2, len(labels))  # long labels: fewer columns
+    fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center", ncol=ncol, frameon=False)
     fig.suptitle(title)
 
 
@@ -277,6 +282,27 @@ def figure_scale(scale: pd.DataFrame, runs: pd.DataFrame):
 
 
 # name -> (function, the tables it reads); the workflow and the report are generated from this
+def figure_screen(screen_sublayers: pd.DataFrame, screen_verdicts: pd.DataFrame):
+    """Figure 7: the screened architecture against Pre-, Peri- and Post-LN at the same size, at
+    initialisation and after the short training: mean ||x|| per sub-layer, max_t ||branch_t||
+    with its bound's slope (dashed, built-in placements), and the adjoint ratio."""
+    v = screen_verdicts.set_index(["architecture", "state"])
+    label = {a: f"{a} ({'candidate' if r == 'candidate' else 'reference'}): "
+                f"{v.loc[(a, 'trained'), 'forward']}, backward {v.loc[(a, 'trained'), 'backward']}"
+             for a, r in screen_verdicts.groupby("architecture")["role"].first().items()}
+    df = screen_sublayers.melt(id_vars=["architecture", "state", "sublayer", "slope_bound"],
+                               value_vars=["mean_norm", "branch_norm_max", "adjoint_over_top"], var_name="row")
+    df = df[(df["row"] != "branch_norm_max") | (df["sublayer"] > 0)]
+    df.loc[df["row"] != "branch_norm_max", "slope_bound"] = np.nan
+    df = df.assign(variant=df["architecture"].map(lambda a: label[a].replace("+", " ", 1)), kind="learned")
+    return panel_grid(df, "sublayer", "row", "state",
+                      {"mean_norm": "mean ||x^(k)||", "branch_norm_max": "max_t ||branch_t||",
+                       "adjoint_over_top": "||p^(k)|| / ||p^(K)||"},
+                      lambda s: {"init": "at initialisation", "trained": "after training"}[s], "layer index k",
+                      bound="slope_bound", sharey="row", col_order=["init", "trained"], panel_w=3.6,
+                      title="Screen: the candidate against Pre-, Peri- and Post-LN at the same size")
+
+
 FIGURES = {
     "fig1_moments": (figure_moments, ("probes", "bounds", "runs")),
     "fig2_depth": (figure_depth, ("runs",)),
@@ -284,4 +310,5 @@ FIGURES = {
     "fig4_losses": (figure_losses, ("metrics", "runs", "baselines")),
     "fig5_tightness": (figure_tightness, ("bounds", "runs")),
     "fig6_scale": (figure_scale, ("scale", "runs")),
+    "fig7_screen": (figure_screen, ("screen_sublayers", "screen_verdicts")),
 }

@@ -239,11 +239,12 @@ def jacobian_rows(model: GPT, hidden: list[torch.Tensor], iters: int, tol: float
         rows.append(_row(point, layer, k + 1, "jac_branch_est", jac_branch[k]))
         if r.placement in NORM_ON_SUM:
             rows.append(_row(point, layer, k + 1, "jac_step_est", jac_step[posts.index(k)]))
+        ln_in = getattr(r, "ln_in", None)  # a screened block of the user's own may have none
         with torch.no_grad():
-            if r.ln_in is not None:
-                rows.append(_row(point, layer, k + 1, "ln_in_jac_factor", ln_jacobian_factor(r.ln_in, x)))
+            if ln_in is not None:
+                rows.append(_row(point, layer, k + 1, "ln_in_jac_factor", ln_jacobian_factor(ln_in, x)))
             if r.placement in NORM_ON_BRANCH + NORM_ON_SUM:  # the output norm's input
-                y = r.f(r.ln_in(x) if r.ln_in is not None else x)
+                y = r.f(ln_in(x) if ln_in is not None else x)
                 u = y if r.placement in NORM_ON_BRANCH else r.alpha * x + r.dt * y
                 rows.append(_row(point, layer, k + 1, "ln_out_jac_factor", ln_jacobian_factor(r.ln_out, u)))
     return rows, jac_branch, jac_step

@@ -141,6 +141,32 @@ def collect_tables(run_dirs: dict, runs: dict, baselines_csv, tables_dir: str | 
     return tables
 
 
+def run_screen(config, overrides: list[str], block: str | None, out, tables_dir=None, figure_stem=None):
+    """``lnstab screen``: the screen's tables (and figure) from a run config (a YAML path, or a
+    dict as the workflow's ``screen.base``). Tables go to ``tables_dir`` (default ``out``), the
+    figure to ``figure_stem`` (default out/screen; None from the workflow, whose figure rule
+    draws it), the trained models to out/runs/."""
+    from .screen import screen, screen_config
+
+    if isinstance(config, dict):
+        import yaml
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        path = Path(out) / "screen_config.yaml"
+        write_text(path, yaml.safe_dump(config, sort_keys=True))
+        config = path
+    cfg = screen_config(config, overrides)
+    tables = screen(cfg, out, block)
+    tables_dir = Path(tables_dir or out)
+    for name, df in tables.items():
+        write_table(df, tables_dir / f"screen_{name}")
+    if figure_stem is not False:
+        from .figures import figure_screen, save
+
+        save(figure_screen(tables["sublayers"], tables["verdicts"]), figure_stem or Path(out) / "screen")
+    return tables["verdicts"]
+
+
 def read_table(path) -> pd.DataFrame:
     return pd.read_csv(path)
 

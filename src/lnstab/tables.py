@@ -33,12 +33,16 @@ TABLES = {
     "probes": ("csv",),
     "bounds": ("csv",),
     "timings": ("csv",),
+    "screen_sublayers": ("csv",),
+    "screen_verdicts": ("csv", "md"),
 }
 SHOWN_COLUMNS = {
     "runs": PARAMS + ["role", "status", "final_val_loss", "learned", "scale_growth_final", "shape_ratio",
                       "adjoint_ratio", "violations"],
     "losses": [k for k in PARAMS if k != "seed"] + ["role", "seeds", "val_loss_mean", "val_loss_std", "learned"],
     "claims": ["claim", "verdict", "holds", "checked"],
+    "screen_verdicts": ["architecture", "role", "state", "forward", "backward", "growth", "weight_dependence",
+                        "data_over_entry_var", "adjoint_ratio", "final_val_loss"],
 }
 COLLECTED = ("runs", "losses", "tightness", "scale", "slopes", "metrics", "probes", "bounds", "timings")
 

@@ -132,8 +132,9 @@ class Run:
     checkpoint when due (``after_step``); ``finish`` writes the outputs."""
 
     def __init__(self, cfg: RunConfig, out_dir: str | Path, verbose: bool = True, corpus_meta: dict | None = None,
-                 grid: dict | None = None):
+                 grid: dict | None = None, residual: type | None = None):
         self.out = Path(out_dir)
+        self.builtin = residual is None  # a screened block of the user's own has no bounds (lnstab.screen)
         self.grid = grid  # the run's grid point in a study (recorded in summary.json)
         self.group = distributed.from_environment(device_type(cfg.train.device))
         self.verbose = verbose and self.group.main
@@ -152,7 +153,7 @@ class Run:
             raise ConfigError(f"model.vocab_size: {cfg.model.vocab_size} is smaller than the corpus's "
                               f"vocabulary of {self.corpus.vocab_size} tokens")
         self.cfg = cfg
-        self.model = GPT(cfg.model).to(self.device)
+        self.model = (GPT(cfg.model) if residual is None else GPT(cfg.model, residual)).to(self.device)
         self.model.activation_checkpointing = cfg.train.activation_checkpointing
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         # training goes through DDP (gradients averaged over the ranks); evaluation and probes,
@@ -234,7 +235,7 @@ class Run:
         result = probe(self.model, x, y, iters, pc.jacobian_tol)
         st.probe_rows += [{"step": st.step, **r} for r in result["rows"]]
         finite = all(torch.isfinite(h).all().item() for h in result["hidden"])
-        if finite:
+        if finite and self.builtin:
             st.bound_rows += [{"step": st.step, **r} for r in bound_rows(self.model, result)]
         st.probed.append(st.step)
         st.probe_time += time.perf_counter() - t0

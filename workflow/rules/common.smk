@@ -22,6 +22,7 @@ from lnstab.tables import COLLECTED, TABLES, table_files
 
 validate(config, "../schemas/config.schema.yaml")
 config.setdefault("resources", {}).setdefault("train", {})
+config.setdefault("screen", {})
 validate(config, "../schemas/config.schema.yaml")  # second pass fills nested defaults
 
 RESULTS = config["results"].rstrip("/")
