@@ -10,8 +10,8 @@ corpus (CPU minutes):
   per model       a verdict table with the numbers behind each verdict:
     forward   collapses                   top data-wise variance < COLLAPSE_RATIO x entry-wise
               depends on the weights      the top-of-stream norm grows by more than
-                                          WEIGHT_DEPENDENCE when every matrix of F is scaled
-                                          by WEIGHT_SCALE
+                                          WEIGHT_DEPENDENCE from every matrix of F scaled by
+                                          WEIGHT_SCALE to the same scaled by WEIGHT_SCALE^2
               bounded independently of the weights   otherwise
     backward  vanishing / exploding / uniform: ||p^(0)|| / ||p^(K)|| below VANISHING_ADJOINT,
               above 1 / VANISHING_ADJOINT, or between (the thresholds of lnstab.claims).
@@ -34,8 +34,8 @@ from .probes import moments, point_of, probe
 from .stats import COLLAPSE_RATIO
 
 REFERENCES = ("pre", "peri", "post")
-WEIGHT_SCALE = 10.0  # every matrix of every branch F multiplied by this ...
-WEIGHT_DEPENDENCE = 2.0  # ... and the top-of-stream mean norm growing by more: growth depends on the weights
+WEIGHT_SCALE = 1e3  # every matrix of every branch F multiplied by this, then by its square ...
+WEIGHT_DEPENDENCE = 2.0  # ... and the top-of-stream mean norm growing by more in between: growth depends on the weights
 # the screen's model and training unless the config says otherwise: the default study's width
 # and learning rate, 8 blocks, 300 steps (about 15 s per architecture on one CPU core)
 SCREEN_BASE = {
@@ -85,14 +85,38 @@ def top_norm(model: GPT, idx: torch.Tensor) -> float:
 
 
 def weight_dependence(model: GPT, idx: torch.Tensor, scale: float = WEIGHT_SCALE) -> float:
-    """Top-of-stream mean ||x|| with every matrix of every branch F scaled by ``scale``, over the
-    same without: about 1 where a norm bounds the growth whatever F's weights are."""
-    scaled = copy.deepcopy(model)
-    with torch.no_grad():
-        for name, p in scaled.named_parameters():
-            if ".f." in name and p.ndim == 2:
-                p.mul_(scale)
-    return top_norm(scaled, idx) / top_norm(model, idx)
+    """Top-of-stream mean ||x|| with every matrix of every branch F scaled by scale^2, over the
+    same scaled by scale: about 1 where the growth stops following F's weights once they are
+    large (a norm on the branch or the sum, or any saturating branch), about scale^2 where the
+    step adds F's output as it is (two matrices per branch). Large factors, so that a saturating
+    branch (tanh, a norm in its eps regime) has saturated at both."""
+    def top_at(factor):
+        scaled = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, p in scaled.named_parameters():
+                if ".f." in name and p.ndim == 2:
+                    p.mul_(factor)
+        return top_norm(scaled, idx)
+
+    ratio = top_at(scale ** 2) / top_at(scale)
+    return ratio if math.isfinite(ratio) else math.inf  # an overflow: the growth follows the weights
+
+
+def classify(data_over_entry_var: float, weight_dependence: float, adjoint_ratio: float) -> tuple[str, str]:
+    """(forward verdict, backward verdict) from the three numbers behind them (module docstring)."""
+    if data_over_entry_var < COLLAPSE_RATIO:
+        forward = "collapses"
+    elif weight_dependence > WEIGHT_DEPENDENCE:
+        forward = "depends on the weights"
+    else:
+        forward = "bounded independently of the weights"
+    if adjoint_ratio < VANISHING_ADJOINT:
+        backward = "vanishing"
+    elif adjoint_ratio > 1 / VANISHING_ADJOINT:
+        backward = "exploding"
+    else:
+        backward = "uniform"
+    return forward, backward
 
 
 def measure(name: str, model: GPT, batch, state: str, cfg: RunConfig, builtin: bool) -> tuple[list[dict], dict]:
@@ -116,11 +140,7 @@ def measure(name: str, model: GPT, batch, state: str, cfg: RunConfig, builtin: b
     top = res["moments"][-1]
     dependence = weight_dependence(model, idx)
     ratio = adj[0] / adj[K] if adj[K] > 0 else math.nan
-    collapsed = top["var_data"] < COLLAPSE_RATIO * top["var_entry"]
-    forward = ("collapses" if collapsed else "depends on the weights" if dependence > WEIGHT_DEPENDENCE
-               else "bounded independently of the weights")
-    backward = ("vanishing" if ratio < VANISHING_ADJOINT else "exploding" if ratio > 1 / VANISHING_ADJOINT
-                else "uniform")
+    forward, backward = classify(top["var_data"] / top["var_entry"], dependence, ratio)
     verdict = {"architecture": name, "state": state, "forward": forward, "backward": backward,
                "growth": top["mean_norm"] / res["moments"][0]["mean_norm"],
                "weight_dependence": dependence, "data_over_entry_var": top["var_data"] / top["var_entry"],
