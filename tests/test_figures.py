@@ -5,7 +5,8 @@ import pytest
 
 from lnstab.collect import collect
 from lnstab.figures import FIGURES, PLACEMENT_COLORS, pyplot, save
-from lnstab.study import prepare_corpus, train_grid_point
+from lnstab.screen import screen, screen_config
+from lnstab.study import prepare_corpus, train_grid_point, wasserstein_table
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,14 @@ def tables(tmp_path_factory):
     # pretend every run learned, so that every figure draws every run as a trained one
     out["runs"]["learned"] = True
     out["baselines"] = baselines
+    out["runs"].to_csv(tmp / "runs.csv", index=False)
+    out["wasserstein"] = wasserstein_table({r: tmp / r for r in grid}, tmp / "runs.csv", meta, tmp / "wasserstein",
+                                           sequences=2)
+    small = ["model.placement=output", "model.norm=rmsnorm", "model.n_layer=2", "model.d_model=16",
+             "model.n_head=2", "model.block_size=16", "train.steps=4", "train.batch_size=2",
+             "train.warmup_steps=1", "train.eval_interval=2", "probe.batch_size=2", "probe.jacobian_iters=2"]
+    screened = screen(screen_config(None, small), tmp / "screen", verbose=False)
+    out["screen_sublayers"], out["screen_verdicts"] = screened["sublayers"], screened["verdicts"]
     return out
 
 
@@ -42,6 +51,8 @@ def test_figure_draws_from_tables(tables, name, tmp_path):
     placements = {lab.split()[0] for lab in labels if lab.split()[0] in PLACEMENT_COLORS}
     # Post-LN's bound rows restate LN's normalisation: never in the tightness figure
     drawn = {"pre", "peri"} if name == "fig5_tightness" else {"pre", "peri", "post"}
+    if name == "fig7_screen":  # the screened candidate and the three references
+        drawn = {"output", "pre", "peri", "post"}
     assert placements == drawn
     colours = {line.get_color() for ax in fig.axes for line in ax.get_lines()
                if line.get_label().split(" ")[0] in PLACEMENT_COLORS}
@@ -49,6 +60,8 @@ def test_figure_draws_from_tables(tables, name, tmp_path):
     if name == "fig1_moments":
         assert "proven bound (dashed)" in labels
         assert [ax.get_title() for ax in fig.axes] == ["mean |x|", "entry-wise variance", "data-wise variance"]
+    if name == "fig8_wasserstein":
+        assert any(lab.startswith("Lipschitz estimate") for lab in labels)
     if name == "fig4_losses":
         assert any(lab.startswith("bigram baseline") for lab in labels)
         assert any(lab.startswith("unigram baseline") for lab in labels)

@@ -58,10 +58,19 @@ def test_summary_page_has_baselines_losses_claims_and_the_caveat():
     tables = {"runs": runs, "losses": loss_table(runs), "claims": claims_table(runs),
               "baselines": pd.DataFrame([{"corpus": "shakespeare", "tokenizer": "char", "tokens": 10,
                                           "unigram_nats": 3.3, "bigram_nats": 2.5}])}
+    tables["screen_verdicts"] = pd.DataFrame([
+        {"architecture": a, "role": r, "state": st, "forward": f"fwd-{a}-{st}", "backward": "uniform",
+         "weight_dependence": 1.0, "data_over_entry_var": 0.5, "adjoint_ratio": 1.0, "final_val_loss": 2.0}
+        for a, r in (("output+rmsnorm", "candidate"), ("pre", "reference")) for st in ("init", "trained")])
+    tables["wasserstein"] = pd.DataFrame([
+        {"placement": "pre", "n_layer": 4, "dt": 1.0, "weight_decay": 0.1, "learned": True, "noise_scale": n,
+         "ratio": rt, "lipschitz_estimate": 77.0} for n, rt in ((0.1, 1.5), (1.0, 2.5), (float("nan"), 9.25))])
     text = summary_markdown(tables, {"base": {"model": {"d_model": 32}}}, "../figures")
     for needle in ("2.5000", "3.3000", "2.000 ± 0.000", "pre_above_peri_trained", "supported",
-                   "not the paper's theorems", "(../figures/fig1_moments.png)"):
+                   "not the paper's theorems", "(../figures/fig1_moments.png)", "fwd-output+rmsnorm-trained",
+                   "|                       2 |                 9.25 |                   77 |"):
         assert needle in text, needle
+    assert "fwd-pre-init" not in text  # the page shows the verdicts after training
     # a claim the grid cannot test is listed with what would decide it
     assert "- `wd_limits_pre`: untested (0/0). Deciding it needs" in text
 

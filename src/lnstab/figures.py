@@ -95,7 +95,8 @@ LINESTYLES = {"learned": "-", "not learned": ":", "instability demo": "-."}
 # -- one function for every "quantity against an axis" figure -------------------------------
 def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: dict, col_title,
                xlabel: str, bound: str | None = None, logy=True, sharey="row", title: str = "",
-               markers_only=False, hlines: dict | None = None, panel_w=3.0, panel_h=2.3, col_order=None):
+               markers_only=False, hlines: dict | None = None, panel_w=3.0, panel_h=2.3, col_order=None,
+               logx=False, bound_label="proven bound (dashed)"):
     """Facets row x col of ``value`` against ``x``, one line per variant (mean over seeds, band
     one standard deviation); ``bound`` (a column) dashed in the variant's colour; ``hlines``
     {label: y} grey reference lines in every panel."""
@@ -131,11 +132,14 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
                 ax.axhline(y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
             if logy:
                 ax.set_yscale("log")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layer indices and steps
+            if logx:
+                ax.set_xscale("log")
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layer indices and steps
             ax.set_title(col_title(c) if i == 0 else "")
             ax.set_xlabel(xlabel if i == len(rows) - 1 else "")
             ax.set_ylabel(row_labels[r] if j == 0 and row else (row_labels.get(None, "") if j == 0 else ""))
-    extra = {"proven bound (dashed)": "--"} if bound is not None else {}
+    extra = {bound_label: "--"} if bound is not None else {}
     extra.update({name: (0, (4, 2)) if "bigram" in name else ":" for name in hlines or {}})
     finish(fig, axes, title, extra)
     return fig
@@ -303,6 +307,19 @@ def figure_screen(screen_sublayers: pd.DataFrame, screen_verdicts: pd.DataFrame)
                       title="Screen: the candidate against Pre-, Peri- and Post-LN at the same size")
 
 
+def figure_wasserstein(wasserstein: pd.DataFrame, runs: pd.DataFrame):
+    """Figure 8: W_2(T#mu, T#nu) / W_2(mu, nu) of the flow x^(0) -> x^(K) against the relative
+    scale of the noise that makes nu from mu, with the Lipschitz estimate prod (1 + dt ||J_k||)
+    dashed, deepest trained models (the other-slice ratios are in the table)."""
+    L = _deepest_learned(runs)
+    df = wasserstein[(wasserstein["n_layer"] == L) & wasserstein["noise_scale"].notna()]
+    df = add_variant(df.drop(columns=["role", "learned"]).assign(value=df["ratio"]), runs)
+    return panel_grid(df, "noise_scale", None, "dt", {None: "W2 ratio, output / input"},
+                      lambda dt: f"dt = {dt:g}", "noise std / rms of the embeddings", bound="lipschitz_estimate",
+                      logx=True, bound_label="Lipschitz estimate, prod (1 + dt ||J_k||) (dashed)",
+                      title=f"Wasserstein sensitivity of the flow, {L} blocks, trained weights")
+
+
 FIGURES = {
     "fig1_moments": (figure_moments, ("probes", "bounds", "runs")),
     "fig2_depth": (figure_depth, ("runs",)),
@@ -311,4 +328,5 @@ FIGURES = {
     "fig5_tightness": (figure_tightness, ("bounds", "runs")),
     "fig6_scale": (figure_scale, ("scale", "runs")),
     "fig7_screen": (figure_screen, ("screen_sublayers", "screen_verdicts")),
+    "fig8_wasserstein": (figure_wasserstein, ("wasserstein", "runs")),
 }

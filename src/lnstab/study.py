@@ -167,6 +167,53 @@ def run_screen(config, overrides: list[str], block: str | None, out, tables_dir=
     return tables["verdicts"]
 
 
+def wasserstein_table(run_dirs: dict, runs_csv, meta_path, out_stem, sequences: int = 16) -> pd.DataFrame:
+    """The Wasserstein sensitivity of every completed run's final model (lnstab.wasserstein):
+    ``sequences`` validation sequences against noise-perturbed copies and against as many
+    sequences of the training split (another slice of the corpus)."""
+    import torch
+
+    from .config import load_config
+    from .data import get_batch, load_corpus
+    from .model import GPT
+    from .runfolder import read_checkpoint
+    from .wasserstein import lipschitz_estimate, sensitivity_rows
+
+    runs = read_table(runs_csv)
+    meta = json.loads(Path(meta_path).read_text())
+    keys = ["placement", "n_layer", "dt", "weight_decay", "lr", "seed"]
+    rows = []
+    for rid, folder in sorted(run_dirs.items()):
+        folder = Path(folder)
+        s = json.loads((folder / "summary.json").read_text())
+        params = s["grid"]
+        mine = runs[(runs[keys] == pd.Series({k: params[k] for k in keys})).all(axis=1)].iloc[0]
+        if s["status"] != "completed":
+            continue  # a diverged run has no finite flow to measure
+        ck = read_checkpoint(folder / "ckpt.pt")
+        cfg = load_config(base=ck["config"])
+        model = GPT(cfg.model)
+        model.load_state_dict(ck["model"])
+        corpus = load_corpus(cfg.data, cfg.model.vocab_size, {"fingerprint": meta["fingerprint"],
+                                                             "max_token": meta["max_token"]})
+        gen = torch.Generator().manual_seed(cfg.seed)
+        idx, _ = get_batch(corpus.val, sequences, cfg.model.block_size, gen)
+        other, _ = get_batch(corpus.train, sequences, cfg.model.block_size, gen)
+        probes = read_table(folder / "probes.csv")
+        last = probes[probes["step"] == probes["step"].max()]
+        est = lambda q: last[last["quantity"] == q].sort_values("sublayer")["value"].tolist()  # noqa: E731
+        jb, js = est("jac_branch_est"), est("jac_step_est")
+        lip = lipschitz_estimate([r.placement for r in model.sublayers()], cfg.model.dt, jb, js) if jb else float("nan")
+        for row in sensitivity_rows(model, idx, other):
+            rows.append({**{k: params[k] for k in keys}, "role": mine["role"], "learned": bool(mine["learned"]),
+                         **row, "lipschitz_estimate": lip})
+        print(f"{rid}: ratios " + ", ".join(f"{r['perturbation']} {r['ratio']:.3g}" for r in rows[-4:])
+              + f"; Lipschitz estimate {lip:.3g}", flush=True)
+    table = pd.DataFrame(rows).sort_values(keys + ["perturbation"]).reset_index(drop=True)
+    write_table(table, out_stem)
+    return table
+
+
 def read_table(path) -> pd.DataFrame:
     return pd.read_csv(path)
 
@@ -186,11 +233,14 @@ def make_figure(name: str, tables: dict[str, str | Path], out_stem) -> list[Path
     return save(fn(**{t: read_table(tables[t]) for t in inputs}), out_stem)
 
 
+SUMMARY_TABLES = ("baselines", "runs", "losses", "claims", "tightness", "screen_verdicts", "wasserstein")
+
+
 def write_summary(tables_dir, figdir, config: dict, out) -> None:
     """results/summary.md: the study on one page (lnstab.summary)."""
     from .summary import summary_markdown
 
-    tables = {n: read_table(Path(tables_dir) / f"{n}.csv") for n in ("baselines", "runs", "losses", "claims", "tightness")}
+    tables = {n: read_table(Path(tables_dir) / f"{n}.csv") for n in SUMMARY_TABLES}
     write_text(out, summary_markdown(tables, config, os.path.relpath(figdir, Path(out).parent)))
 
 

@@ -11,6 +11,8 @@ FIGURE_MAP = {
     "fig4_losses": "the claim that Peri-LN trains competitively (no loss figure of the paper's is reproduced)",
     "fig5_tightness": "none: how much of this package's bounds the trained models use",
     "fig6_scale": "Figure 1's message that scale grows during training for Pre-LN (scale over steps)",
+    "fig7_screen": "the paper's offer of its analysis as a sanity check of new blocks (no figure of the paper's)",
+    "fig8_wasserstein": "the uncertainty-quantification section (Wasserstein sensitivity of the flow)",
 }
 
 CAVEAT = ("The bounds are this package's own derivations (docs/bounds.md), not the paper's theorems, "
@@ -46,6 +48,31 @@ def _undecided(claims: pd.DataFrame) -> list[str]:
         return ["Every claim is supported at this scale."]
     return [f"- `{r.claim}`: {r.verdict} ({r.holds}/{r.checked}). Deciding it needs {CLAIMS[r.claim].decided_by}."
             for r in rows.itertuples()]
+
+
+def _screen(verdicts: pd.DataFrame) -> list[str]:
+    v = verdicts[verdicts["state"] == "trained"]
+    cols = ["architecture", "role", "forward", "backward", "weight_dependence", "data_over_entry_var",
+            "adjoint_ratio", "final_val_loss"]
+    return ["Verdicts after the screen's short training (`lnstab screen`; thresholds in docs/screen.md; at "
+            "initialisation in results/tables/screen_verdicts.md):", "",
+            v[cols].to_markdown(index=False, floatfmt=".3g")]
+
+
+def _wasserstein(w: pd.DataFrame) -> list[str]:
+    w = w[w["learned"].astype(bool)]
+    if w.empty:
+        return ["No run learned; results/tables/wasserstein.md has the flows of those that did not."]
+    L = int(w["n_layer"].max())
+    w = w[w["n_layer"] == L]
+    keys = ["placement", "dt", "weight_decay"]
+    noise = w[w["noise_scale"].notna()].groupby(keys)["ratio"].median().rename("ratio, noise (median)")
+    other = w[w["noise_scale"].isna()].groupby(keys)["ratio"].median().rename("ratio, other slice")
+    lip = w.groupby(keys)["lipschitz_estimate"].median().rename("Lipschitz estimate")
+    table = pd.concat([noise, other, lip], axis=1).reset_index()
+    return [f"W_2 ratio output / input of the flow x^(0) -> x^(K), learned {L}-block models, median over "
+            "seeds and noise scales (exact OT; results/tables/wasserstein.md):", "",
+            table.to_markdown(index=False, floatfmt=".3g")]
 
 
 def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str) -> str:
@@ -86,6 +113,14 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str)
         "## Where this study does not decide a claim",
         "",
         *_undecided(claims),
+        "",
+        "## Screening a block before training it",
+        "",
+        *_screen(tables["screen_verdicts"]),
+        "",
+        "## Wasserstein sensitivity of the trained flow",
+        "",
+        *_wasserstein(tables["wasserstein"]),
         "",
         "## Figures and the paper's figures they mirror",
         "",

@@ -33,6 +33,7 @@ TABLES = {
     "probes": ("csv",),
     "bounds": ("csv",),
     "timings": ("csv",),
+    "wasserstein": ("csv", "md"),
     "screen_sublayers": ("csv",),
     "screen_verdicts": ("csv", "md"),
 }
@@ -41,6 +42,8 @@ SHOWN_COLUMNS = {
                       "adjoint_ratio", "violations"],
     "losses": [k for k in PARAMS if k != "seed"] + ["role", "seeds", "val_loss_mean", "val_loss_std", "learned"],
     "claims": ["claim", "verdict", "holds", "checked"],
+    "wasserstein": [k for k in PARAMS if k not in ("weight_decay",)] + ["learned", "perturbation", "method",
+                                                                      "w_in", "w_out", "ratio", "lipschitz_estimate"],
     "screen_verdicts": ["architecture", "role", "state", "forward", "backward", "growth", "weight_dependence",
                         "data_over_entry_var", "adjoint_ratio", "final_val_loss"],
 }

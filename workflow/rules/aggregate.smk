@@ -1,5 +1,6 @@
 # Stage 3: every run folder into pandas tables (runs with their statistics, losses, tightness,
-# scale over training, slopes, and the long tables), then the claims with their verdicts.
+# scale over training, slopes, and the long tables), then the claims with their verdicts, and
+# the Wasserstein sensitivity of every trained model's flow (lnstab.wasserstein).
 
 
 rule collect:
@@ -41,6 +42,26 @@ rule claims:
         CONDA_ENV
     script:
         "../scripts/claims_table.py"
+
+
+rule wasserstein:
+    input:
+        summaries=expand(f"{RUN_DIR}/summary.json", run=RUNS),
+        runs=f"{RESULTS}/tables/runs.csv",
+        meta=rules.corpus.output.meta,
+    output:
+        **table_outputs("wasserstein"),
+    log:
+        f"{LOGS}/wasserstein.log",
+    conda:
+        CONDA_ENV
+    params:
+        run_dirs=lambda wc, input: {
+            r: os.path.dirname(s) for r, s in zip(RUNS, input.summaries)
+        },
+        stem=lambda wc, output: os.path.splitext(output.csv)[0],
+    script:
+        "../scripts/wasserstein_table.py"
 
 
 rule tables:

@@ -4,9 +4,7 @@
 
 rule summary:
     input:
-        tables=table_files(
-            RESULTS, ["baselines", "runs", "losses", "claims", "tightness"]
-        ),
+        tables=table_files(RESULTS, SUMMARY_TABLES),
         figures=FIGURE_FILES,
     output:
         report(
