@@ -60,7 +60,8 @@ def test_summary_page_has_baselines_losses_claims_and_the_caveat():
                                           "unigram_nats": 3.3, "bigram_nats": 2.5}])}
     tables["screen_verdicts"] = pd.DataFrame([
         {"architecture": a, "role": r, "state": st, "forward": f"fwd-{a}-{st}", "backward": "uniform",
-         "weight_dependence": 1.0, "data_over_entry_var": 0.5, "adjoint_ratio": 1.0, "final_val_loss": 2.0}
+         "weight_dependence": 1.0, "data_over_entry_var": 0.5, "adjoint_ratio": 1.0, "final_val_loss": 2.0,
+         "learned": st == "trained"}
         for a, r in (("output+rmsnorm", "candidate"), ("pre", "reference")) for st in ("init", "trained")])
     tables["wasserstein"] = pd.DataFrame([
         {"placement": "pre", "n_layer": 4, "dt": 1.0, "weight_decay": 0.1, "learned": True, "noise_scale": n,

@@ -15,6 +15,8 @@ corpus (CPU minutes):
               bounded independently of the weights   otherwise
     backward  vanishing / exploding / uniform: ||p^(0)|| / ||p^(K)|| below VANISHING_ADJOINT,
               above 1 / VANISHING_ADJOINT, or between (the thresholds of lnstab.claims).
+  and whether the training learned (validation loss below the corpus's bigram baseline): the
+  verdicts after training of a model that did not learn describe an untrained model.
 """
 from __future__ import annotations
 
@@ -37,10 +39,11 @@ REFERENCES = ("pre", "peri", "post")
 WEIGHT_SCALE = 1e3  # every matrix of every branch F multiplied by this, then by its square ...
 WEIGHT_DEPENDENCE = 2.0  # ... and the top-of-stream mean norm growing by more in between: growth depends on the weights
 # the screen's model and training unless the config says otherwise: the default study's width
-# and learning rate, 8 blocks, 300 steps (about 15 s per architecture on one CPU core)
+# and learning rate (Pre- and Peri-LN's), 8 blocks, 600 steps (about 30 s per architecture on
+# one CPU core)
 SCREEN_BASE = {
     "model": {"n_layer": 8, "d_model": 32, "n_head": 4, "block_size": 32},
-    "train": {"steps": 300, "batch_size": 16, "lr": 3e-3, "warmup_steps": 30, "eval_interval": 100,
+    "train": {"steps": 600, "batch_size": 16, "lr": 1e-2, "warmup_steps": 30, "eval_interval": 100,
               "eval_batches": 4, "ckpt_interval": 0, "log_interval": 100},
     "probe": {"enabled": False, "batch_size": 8, "jacobian_iters": 16},
 }
@@ -164,6 +167,14 @@ def screen_one(name: str, cfg: RunConfig, folder: Path, residual: type | None = 
     return rows + more, [init, trained]
 
 
+def corpus_bigram(cfg: RunConfig) -> float:
+    from .baselines import cross_entropies
+    from .data import load_corpus
+
+    c = load_corpus(cfg.data, cfg.model.vocab_size)
+    return cross_entropies(c.train, c.val, c.vocab_size)["bigram_nats"]
+
+
 def screen(cfg: RunConfig, folder: str | Path, block: str | None = None, verbose: bool = True
            ) -> dict[str, pd.DataFrame]:
     """The candidate of ``cfg`` (or ``block``) and the references, each trained into
@@ -183,12 +194,16 @@ def screen(cfg: RunConfig, folder: str | Path, block: str | None = None, verbose
         r, v = screen_one(arch, c, folder / "runs" / arch.replace(":", "_"), res, verbose)
         rows += r
         verdicts += v
+    bigram = corpus_bigram(cfg)
     for v in verdicts:
         v["role"] = "candidate" if v["architecture"] == name else "reference"
+        # after training: below the corpus's bigram baseline, or it tested nothing (docs/claims.md)
+        v["learned"] = bool(v.get("final_val_loss", math.nan) < bigram) if v["state"] == "trained" else None
+        v["bigram_nats"] = bigram
     return {"sublayers": pd.DataFrame(rows), "verdicts": pd.DataFrame(verdicts)}
 
 
 def verdict_text(verdicts: pd.DataFrame) -> str:
     shown = verdicts[["architecture", "role", "state", "forward", "backward", "growth", "weight_dependence",
-                      "data_over_entry_var", "adjoint_ratio", "final_val_loss"]]
+                      "data_over_entry_var", "adjoint_ratio", "final_val_loss", "learned"]]
     return shown.to_markdown(index=False, floatfmt=".3g")

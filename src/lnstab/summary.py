@@ -53,9 +53,10 @@ def _undecided(claims: pd.DataFrame) -> list[str]:
 def _screen(verdicts: pd.DataFrame) -> list[str]:
     v = verdicts[verdicts["state"] == "trained"]
     cols = ["architecture", "role", "forward", "backward", "weight_dependence", "data_over_entry_var",
-            "adjoint_ratio", "final_val_loss"]
+            "adjoint_ratio", "final_val_loss", "learned"]
     return ["Verdicts after the screen's short training (`lnstab screen`; thresholds in docs/screen.md; at "
-            "initialisation in results/tables/screen_verdicts.md):", "",
+            "initialisation in results/tables/screen_verdicts.md). `learned`: validation loss below the "
+            "corpus's bigram baseline; the verdicts of a model that did not learn are about an untrained model:", "",
             v[cols].to_markdown(index=False, floatfmt=".3g")]
 
 

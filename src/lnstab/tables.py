@@ -45,7 +45,7 @@ SHOWN_COLUMNS = {
     "wasserstein": [k for k in PARAMS if k not in ("weight_decay",)] + ["learned", "perturbation", "method",
                                                                       "w_in", "w_out", "ratio", "lipschitz_estimate"],
     "screen_verdicts": ["architecture", "role", "state", "forward", "backward", "growth", "weight_dependence",
-                        "data_over_entry_var", "adjoint_ratio", "final_val_loss"],
+                        "data_over_entry_var", "adjoint_ratio", "final_val_loss", "learned"],
 }
 COLLECTED = ("runs", "losses", "tightness", "scale", "slopes", "metrics", "probes", "bounds", "timings")
 
