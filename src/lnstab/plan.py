@@ -7,7 +7,7 @@ size; for the study the totals, and a warning for each job that will not fit its
 runtime limit.
 
 The activation term counts the tensors autograd saves for the backward pass, sub-layer by
-sub-layer (docs/benchmarks.md, "Memory plan"); tests/test_plan.py checks it against the bytes
+sub-layer (``block_activation_bytes``); tests/test_plan.py checks it against the bytes
 actually saved (torch.autograd.graph.saved_tensors_hooks) for every placement, both precisions
 and with activation checkpointing, on shapes it was not written from. What it leaves out (the
 CUDA context, allocator fragmentation, NCCL buffers) is why a job warns above 90% of the GPU.

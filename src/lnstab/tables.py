@@ -51,6 +51,8 @@ COLLECTED = ("runs", "losses", "tightness", "scale", "slopes", "metrics", "probe
 
 
 def _shown(v):
+    if v is None:  # not applicable (e.g. whether an untrained state learned)
+        return ""
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
     if isinstance(v, float):
