@@ -26,7 +26,7 @@ def tiny_config(*extra):
 
 
 ROOT = Path(__file__).resolve().parents[1]
-VERDICTS = {"supported", "refuted", "mixed", "untested"}
+VERDICTS = {"supported", "refuted", "mixed", "undecided", "untested"}
 
 
 def snakemake(*args, cwd=ROOT, timeout=900):

@@ -1,22 +1,33 @@
-"""Every claim gives the verdict its synthetic runs table was built for: supported, refuted,
-mixed or untested (the grid lacks what the claim needs), and only learned runs are judged."""
+"""Every claim gives the verdict its synthetic runs table was built for: supported, mixed, refuted,
+undecided (within seed noise) or untested (the grid lacks what the claim needs), with the effect
+and its interval over seeds; only learned study runs are judged; demonstrations and software
+checks are tables of their own."""
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from lnstab.claims import CLAIMS, claims_table, verdict
+from lnstab.claims import (CLAIMS, Evidence, claims_table, decide, demonstrations_table, depth_exponents,
+                           software_checks_table)
+from lnstab.stats import dt_ablation_table
 
 
 def run(placement, n_layer=8, dt=1.0, weight_decay=0.1, lr=0.01, seed=0, **stats):
     row = {"placement": placement, "n_layer": n_layer, "dt": dt, "weight_decay": weight_decay, "lr": lr,
-           "seed": seed, "role": "study", "status": "completed", "learned": True, "final_val_loss": 2.0,
-           "scale_step0": 1.0, "scale_final": 1.0, "scale_peak": 1.0, "shape_ratio": 1.5, "half_factor": 1.0,
+           "seed": seed, "init_scale": 1.0, "fold_dt": False, "role": "study", "status": "completed",
+           "learned": True, "final_val_loss": 2.0, "scale_step0": 1.0, "scale_warmup": 1.0, "warmup_step": 100,
+           "scale_final": 1.0, "scale_peak": 1.0, "peak_step": 800, "shape_ratio": 1.5, "half_factor": 1.0,
            "massive_share": 0.1, "adjoint_ratio": 1.0, "grad_spread": 0.5, "top_var_entry": 1.0,
            "top_var_data": 0.5, "collapsed": False, "bound_checks": 10, "violations": 0,
-           "max_check_ratio": 0.5, "max_increment_ratio": 0.5}
+           "max_check_ratio": 0.5, "max_increment_ratio": 0.5, "scale_bound_final": 10.0}
     row.update(stats)
     row["scale_growth_final"] = row["scale_final"] / row["scale_step0"]
     row["scale_growth_peak"] = row["scale_peak"] / row["scale_step0"]
+    row["scale_growth_init"] = row["scale_warmup"] / row["scale_step0"]
+    row["scale_growth_train"] = row["scale_final"] / row["scale_warmup"]
+    row["scale_final_over_peak"] = row["scale_final"] / row["scale_peak"]
     return row
 
 
@@ -25,36 +36,66 @@ def table(rows):
 
 
 def result(name, runs):
-    holds, checked, numbers = CLAIMS[name].test(runs)
-    assert isinstance(numbers, str)
-    return verdict(holds, checked), holds, checked
+    """(verdict, effect, ci_low, ci_high, seeds, holds, checked)"""
+    ev = CLAIMS[name].test(runs)
+    assert isinstance(ev.numbers, str)
+    return (*decide(CLAIMS[name], ev), ev.holds, ev.checked)
 
 
-def pre_peri(pre_scale, peri_scale, seeds=(0, 1), **kw):
-    return table([run("pre", seed=s, scale_final=pre_scale, scale_peak=pre_scale, **kw) for s in seeds]
-                 + [run("peri", seed=s, scale_final=peri_scale, scale_peak=peri_scale, **kw) for s in seeds])
+SEEDS = (0, 1, 2)
 
 
-def test_registry_has_the_nine_claims_in_one_place():
+def pre_peri(pre_scales, peri_scales, **kw):
+    """Pre-LN and Peri-LN runs, one per seed, with the given final scales (warmup scale 1)."""
+    return table([run("pre", seed=s, scale_final=v, scale_peak=v, **kw) for s, v in enumerate(pre_scales)]
+                 + [run("peri", seed=s, scale_final=v, scale_peak=v, **kw) for s, v in enumerate(peri_scales)])
+
+
+def test_registry_splits_the_compound_claims_and_keeps_demos_and_checks_out():
     assert list(CLAIMS) == ["pre_scale_grows_with_training", "pre_above_peri_trained", "wd_limits_pre",
-                            "small_dt_limits_trained_pre", "depth_shape", "small_dt_uniform_adjoints",
-                            "post_backward_collapse", "peri_loss_competitive", "zero_bound_violations"]
-    t = claims_table(pre_peri(10.0, 2.0))
-    assert list(t["claim"]) == list(CLAIMS) and set(t.columns) >= {"statement", "criterion", "numbers", "verdict"}
+                            "small_dt_limits_trained_pre", "peri_depth_at_most_linear",
+                            "pre_depth_faster_than_linear", "small_dt_uniform_adjoints",
+                            "small_dt_uniform_grad_spread", "peri_loss_competitive"]
+    t = claims_table(pre_peri([10.0, 11, 12], [2.0, 2.1, 2.2]))
+    assert list(t["claim"]) == list(CLAIMS)
+    assert {"effect", "ci_low", "ci_high", "seeds", "verdict", "effect_is"} <= set(t.columns)
 
 
 @pytest.mark.parametrize("name", ["pre_scale_grows_with_training", "pre_above_peri_trained"])
-def test_pre_against_peri_scale(name):
-    assert result(name, pre_peri(10.0, 2.0))[0] == "supported"
-    assert result(name, pre_peri(2.0, 10.0))[0] == "refuted"
-    mixed = pre_peri(10.0, 2.0)
-    mixed.loc[(mixed["placement"] == "pre") & (mixed["seed"] == 1), ["scale_final", "scale_growth_final"]] = 1.0
-    assert result(name, mixed)[0] == "mixed"
+def test_pre_against_peri_scale_every_verdict(name):
+    assert result(name, pre_peri([10.0, 11, 12], [2.0, 2.1, 2.2]))[0] == "supported"
+    assert result(name, pre_peri([2.0, 2.1, 2.2], [10.0, 11, 12]))[0] == "refuted"
+    # the effect is large on average but one seed goes the other way: the interval spans 0
+    assert result(name, pre_peri([10.0, 0.5, 10], [2.0, 2.0, 2.0]))[0] == "undecided"
+    # every seed above on average, one comparison of a seed below: mixed
+    rows = pre_peri([10.0, 11, 12], [2.0, 2.1, 2.2])
+    rows = pd.concat([rows, pre_peri([10.0, 11, 1.9], [2.0, 2.1, 2.2], n_layer=16)], ignore_index=True)
+    assert result(name, rows)[0] == "mixed"
     assert result(name, table([run("pre", scale_final=9.0)]))[0] == "untested"  # no Peri-LN to compare
+    # one seed cannot decide, however large the effect: no interval
+    assert result(name, pre_peri([10.0], [2.0]))[0] == "untested"
+
+
+def test_effect_is_the_mean_over_seeds_with_a_t_interval():
+    v, effect, lo, hi, n, holds, checked = result("pre_above_peri_trained", pre_peri([10.0, 20, 40], [1.0, 1, 1]))
+    assert n == 3 and (holds, checked) == (3, 3)
+    assert effect == pytest.approx(np.mean(np.log10([10, 20, 40])))
+    half = 4.302653 * np.std(np.log10([10, 20, 40]), ddof=1) / math.sqrt(3)  # t(0.975, 2)
+    assert (lo, hi) == pytest.approx((effect - half, effect + half), rel=1e-5)
+
+
+def test_growth_is_measured_from_the_end_of_warmup_not_from_step_0():
+    # Pre-LN grew 20x out of the initialisation and nothing after; Peri-LN grew 2x after warmup
+    rows = [run("pre", seed=s, scale_step0=0.02, scale_warmup=0.4, scale_final=0.4, scale_peak=0.5) for s in SEEDS]
+    rows += [run("peri", seed=s, scale_step0=0.1, scale_warmup=0.2, scale_final=0.4 + 0.01 * s) for s in SEEDS]
+    r = result("pre_scale_grows_with_training", table(rows))
+    assert r[0] == "refuted"  # from step 0 it would be 20x against 4x: "supported"
+    ev = CLAIMS["pre_scale_grows_with_training"].test(table(rows))
+    assert "out of the init" in ev.numbers and "peak step" in ev.numbers
 
 
 def test_runs_that_did_not_learn_are_not_judged():
-    runs = pre_peri(2.0, 10.0)  # would refute
+    runs = pre_peri([2.0, 2.1, 2.2], [10.0, 11, 12])  # would refute
     runs.loc[runs["placement"] == "peri", "learned"] = False
     assert result("pre_above_peri_trained", runs)[0] == "untested"
     runs.loc[runs["placement"] == "peri", ["learned", "role"]] = [True, "instability_demo"]
@@ -62,77 +103,144 @@ def test_runs_that_did_not_learn_are_not_judged():
 
 
 def test_wd_limits_pre_only_at_matched_loss():
-    rows = [run("pre", weight_decay=0.0, scale_final=8.0, scale_peak=9.0, final_val_loss=2.00),
-            run("pre", weight_decay=0.1, scale_final=4.0, scale_peak=5.0, final_val_loss=2.01)]
-    assert result("wd_limits_pre", table(rows))[0] == "supported"
-    rows[1]["scale_peak"] = 10.0  # peak above: final alone is not enough
-    assert result("wd_limits_pre", table(rows))[0] == "refuted"
-    rows[1].update(scale_peak=5.0, final_val_loss=2.5)  # losses 25% apart: not a matched pair
-    assert result("wd_limits_pre", table(rows))[0] == "untested"
-    assert result("wd_limits_pre", table([rows[0]]))[0] == "untested"
+    def rows(peak_wd=5.0, loss_wd=2.01):
+        return [r for s in SEEDS for r in (
+            run("pre", seed=s, weight_decay=0.0, scale_final=8.0 + s, scale_peak=9.0 + s, final_val_loss=2.00),
+            run("pre", seed=s, weight_decay=0.1, scale_final=4.0, scale_peak=peak_wd, final_val_loss=loss_wd))]
+    assert result("wd_limits_pre", table(rows()))[0] == "supported"
+    assert result("wd_limits_pre", table(rows(peak_wd=20.0)))[0] == "mixed"  # final below, peak above
+    assert result("wd_limits_pre", table(rows(loss_wd=2.5)))[0] == "untested"  # losses 25% apart
+    assert result("wd_limits_pre", table(rows()[:1]))[0] == "untested"
 
 
-def test_small_dt_limits_trained_pre():
-    rows = [run("pre", dt=1.0, scale_final=8.0), run("pre", dt=0.1, scale_final=1.0)]
+def test_small_dt_limits_trained_pre_ignores_folded_runs():
+    rows = [r for s in SEEDS for r in (run("pre", seed=s, dt=1.0, scale_final=8.0 + s),
+                                       run("pre", seed=s, dt=0.1, scale_final=1.0))]
     assert result("small_dt_limits_trained_pre", table(rows))[0] == "supported"
-    rows[1]["scale_final"] = 9.0
-    assert result("small_dt_limits_trained_pre", table(rows))[0] == "refuted"
+    folded = [run("pre", seed=s, dt=0.1, fold_dt=True, scale_final=100.0) for s in SEEDS]
+    assert result("small_dt_limits_trained_pre", table(rows + folded))[0] == "supported"
     assert result("small_dt_limits_trained_pre", table(rows[:1]))[0] == "untested"
 
 
-def test_depth_shape_at_the_largest_depth():
-    rows = [run("pre", n_layer=16, shape_ratio=5.0), run("peri", n_layer=16, shape_ratio=1.5),
-            run("pre", n_layer=4, shape_ratio=1.0)]  # shallower runs are not counted
-    assert result("depth_shape", table(rows))[:3] == ("supported", 2, 2)
-    rows[1]["shape_ratio"] = 3.0
-    assert result("depth_shape", table(rows))[0] == "mixed"
-    assert result("depth_shape", table(rows[:1]))[0] == "untested"
+def depth_runs(placement, exponents, depths=(4, 8, 16), bound_exponent=3.0):
+    return [run(placement, n_layer=L, seed=s, scale_final=0.1 * L ** a, scale_bound_final=L ** bound_exponent)
+            for s, a in enumerate(exponents) for L in depths]
 
 
-def test_small_dt_uniform_adjoints_uses_means_over_seeds():
-    rows = [run("peri", dt=dt, seed=s, adjoint_ratio=r, grad_spread=g)
-            for dt, s, r, g in [(1.0, 0, 100.0, 2.0), (1.0, 1, 10.0, 2.0), (0.1, 0, 2.0, 0.5), (0.1, 1, 200.0, 0.5)]]
-    # means of |log10 ratio|: dt 1 -> 1.5, dt 0.1 -> 1.3: smaller, and spread smaller
-    assert result("small_dt_uniform_adjoints", table(rows))[0] == "supported"
-    rows[3]["adjoint_ratio"] = 1e4  # dt 0.1 mean |log10| -> 2.15
-    assert result("small_dt_uniform_adjoints", table(rows))[0] == "refuted"
-    assert result("small_dt_uniform_adjoints", table(rows[:2]))[0] == "untested"
+def test_depth_exponent_is_fitted_across_depths():
+    fit = depth_exponents(table(depth_runs("pre", [1.5, 0.5])), "scale_final")
+    assert list(fit["exponent"]) == pytest.approx([1.5, 0.5])
+    assert fit["depths"].iloc[0] == "4,8,16"
+    assert depth_exponents(table([run("pre", n_layer=8)]), "scale_final").empty
 
 
-def test_post_backward_collapse():
-    demo = run("post", lr=0.01, role="instability_demo", learned=False, adjoint_ratio=1e-9, collapsed=True)
-    stable = run("post", lr=0.002, adjoint_ratio=0.3, collapsed=False)
-    assert result("post_backward_collapse", table([demo, stable]))[:3] == ("supported", 2, 2)
-    assert result("post_backward_collapse", table([{**demo, "adjoint_ratio": 0.5}, stable]))[0] == "mixed"
-    assert result("post_backward_collapse", table([{**demo, "collapsed": False}, {**stable, "collapsed": True}]))[0] == "refuted"
-    assert result("post_backward_collapse", table([stable]))[0] == "untested"
+@pytest.mark.parametrize("name,placement,faster", [("pre_depth_faster_than_linear", "pre", True),
+                                                   ("peri_depth_at_most_linear", "peri", False)])
+def test_depth_claims_each_placement_apart(name, placement, faster):
+    fast, slow = [1.6, 1.7, 1.8], [0.5, 0.55, 0.6]
+    assert result(name, table(depth_runs(placement, fast if faster else slow)))[0] == "supported"
+    assert result(name, table(depth_runs(placement, slow if faster else fast)))[0] == "refuted"
+    assert result(name, table(depth_runs(placement, [0.5, 1.0, 1.5])))[0] == "undecided"
+    # the other placement's runs do not enter, and one depth cannot give an exponent
+    other = "peri" if placement == "pre" else "pre"
+    assert result(name, table(depth_runs(other, fast)))[0] == "untested"
+    assert result(name, table(depth_runs(placement, fast, depths=(16,))))[0] == "untested"
+    ev = CLAIMS[name].test(table(depth_runs(placement, fast)))
+    assert "bound's own exponent median 3" in ev.numbers
 
 
-def test_peri_loss_competitive_needs_two_seeds_and_uses_the_spread():
-    def runs(peri_losses, pre_losses):
-        return table([run("peri", seed=s, final_val_loss=v) for s, v in enumerate(peri_losses)]
-                     + [run("pre", seed=s, final_val_loss=v) for s, v in enumerate(pre_losses)])
-    assert result("peri_loss_competitive", runs([2.01, 2.03], [2.00, 2.00]))[0] == "supported"
-    assert result("peri_loss_competitive", runs([2.50, 2.52], [2.00, 2.01]))[0] == "refuted"
-    # 10% apart on average, but the seeds spread over 1 nat: within two standard errors
-    assert result("peri_loss_competitive", runs([1.7, 2.7], [2.0, 2.0]))[0] == "supported"
-    assert result("peri_loss_competitive", runs([2.0], [2.0]))[0] == "untested"
-    # each placement at its best configuration: a bad Pre-LN dt does not make Peri-LN look good
-    t = runs([2.3, 2.3], [2.0, 2.0])
-    t = pd.concat([t, table([run("peri", dt=0.1, seed=s, final_val_loss=2.0) for s in (0, 1)])])
-    assert result("peri_loss_competitive", t)[0] == "supported"
+def small_dt(adjoints_small, adjoints_large, spread_small=0.5, spread_large=2.0):
+    return table([r for s, (a, b) in enumerate(zip(adjoints_small, adjoints_large)) for r in (
+        run("peri", dt=0.1, seed=s, adjoint_ratio=a, grad_spread=spread_small + 0.01 * s),
+        run("peri", dt=1.0, seed=s, adjoint_ratio=b, grad_spread=spread_large))])
 
 
-def test_zero_bound_violations_counts_checks_that_can_fail():
-    rows = [run("pre"), run("peri")]
-    assert result("zero_bound_violations", table(rows))[:3] == ("supported", 2, 2)
+def test_small_dt_adjoints_and_spread_are_judged_apart():
+    t = small_dt([2.0, 3.0, 2.5], [100.0, 50.0, 80.0], spread_small=2.0, spread_large=2.0)
+    assert result("small_dt_uniform_adjoints", t)[0] == "supported"
+    assert result("small_dt_uniform_grad_spread", t)[0] == "undecided"  # equal spreads: no effect
+    t = small_dt([200.0, 1e3, 500.0], [2.0, 3.0, 2.5])
+    assert result("small_dt_uniform_adjoints", t)[0] == "refuted"
+    assert result("small_dt_uniform_grad_spread", t)[0] == "supported"
+    # the spread claim compares spreads: it needs 3 seeds
+    two = small_dt([2.0, 2.1], [100.0, 100.0])
+    assert result("small_dt_uniform_grad_spread", two)[0] == "untested"
+    assert "needs 3" in claims_table(two).set_index("claim").loc["small_dt_uniform_grad_spread", "numbers"]
+    assert result("small_dt_uniform_adjoints", two)[0] == "supported"
+
+
+def tuning_runs(best, lrs=(3e-3, 6e-3, 1e-2), scales=(1.0, 0.1), placements=("pre", "peri", "post"), dt=1.0):
+    """Every placement at every lr x init scale x seed; ``best[p]`` the loss of p's best trial per
+    seed, every other trial 0.3 worse."""
+    rows = []
+    for p in placements:
+        for i, (lr, sc) in enumerate((lr, sc) for lr in lrs for sc in scales):
+            for s, v in enumerate(best[p]):
+                rows.append(run(p, lr=lr, init_scale=sc, seed=s, dt=dt, final_val_loss=v + (0 if i == 2 else 0.3)))
+    return table(rows)
+
+
+def test_peri_loss_competitive_best_against_best_with_equal_budgets():
+    good = {"pre": [2.00, 2.01, 2.02], "peri": [2.01, 2.02, 2.02], "post": [2.2, 2.2, 2.2]}
+    r = result("peri_loss_competitive", tuning_runs(good))
+    assert r[0] == "supported" and r[4] == 3
+    bad = {**good, "peri": [2.30, 2.31, 2.32]}
+    assert result("peri_loss_competitive", tuning_runs(bad))[0] == "refuted"
+    noisy = {**good, "peri": [1.8, 2.4, 2.1]}
+    assert result("peri_loss_competitive", tuning_runs(noisy))[0] == "undecided"
+    # Peri-LN tried at more settings than Pre-LN: not a fair comparison, untested
+    extra = pd.concat([tuning_runs(good), table([run("peri", lr=1e-2, init_scale=0.3, seed=s) for s in SEEDS])])
+    assert result("peri_loss_competitive", extra)[0] == "untested"
+    # one learning rate each (the default study): untested
+    assert result("peri_loss_competitive", tuning_runs(good, lrs=(1e-2,)))[0] == "untested"
+    # two seeds are not enough to compare losses
+    two = {p: v[:2] for p, v in good.items()}
+    assert result("peri_loss_competitive", tuning_runs(two))[0] == "untested"
+
+
+def test_peri_loss_competitive_reports_peri_against_pre_at_dt_1():
+    good = {"pre": [2.00, 2.01, 2.02], "peri": [2.01, 2.02, 2.02], "post": [2.2, 2.2, 2.2]}
+    worse_at_1 = {**good, "peri": [2.12, 2.13, 2.14]}
+    t = pd.concat([tuning_runs(good, dt=0.1), tuning_runs(worse_at_1)])
+    ev = CLAIMS["peri_loss_competitive"].test(t)
+    assert "at dt 1: peri - pre +0.120" in ev.numbers
+
+
+def test_decide_reads_the_side_of_the_claim():
+    c = CLAIMS["peri_depth_at_most_linear"]  # below 1
+    seeds = lambda *v: pd.Series(v, index=range(len(v)))  # noqa: E731
+    assert decide(c, Evidence(3, 3, "", seeds(0.5, 0.6, 0.55)))[0] == "supported"
+    assert decide(c, Evidence(3, 3, "", seeds(1.5, 1.6, 1.55)))[0] == "refuted"
+    assert decide(c, Evidence(2, 3, "", seeds(0.5, 0.6, 0.55)))[0] == "mixed"
+    assert decide(c, Evidence(0, 0, "", None))[0] == "untested"
+
+
+def test_demonstrations_are_their_own_table():
+    demo = [run("post", lr=0.01, seed=s, role="instability_demo", learned=False, adjoint_ratio=r,
+                top_var_data=1e-15) for s, r in enumerate([1e-9, 1e-12, 0.5])]
+    runs = table(demo + [run("post", lr=0.002)])
+    d = demonstrations_table(runs)
+    assert len(d) == 3 and list(d["demonstrated"]) == [True, True, False]
+    assert "post_backward_collapse" not in CLAIMS
+
+
+def test_software_checks_count_every_run():
+    rows = [run("pre"), run("peri", learned=False)]
+    sw = software_checks_table(table(rows))
+    assert (sw["result"].iloc[0], sw["runs_ok"].iloc[0], sw["runs"].iloc[0]) == ("pass", 2, 2)
     rows[0]["violations"] = 1
-    assert result("zero_bound_violations", table(rows))[0] == "mixed"
-    assert result("zero_bound_violations", table([{**rows[1], "bound_checks": 0}]))[0] == "untested"
+    assert software_checks_table(table(rows))["result"].iloc[0] == "fail"
+    assert software_checks_table(table([{**rows[1], "bound_checks": 0}]))["result"].iloc[0] == "untested"
 
 
-def test_verdicts():
-    assert [verdict(h, n) for h, n in [(0, 0), (3, 3), (0, 3), (1, 3)]] == ["untested", "supported", "refuted", "mixed"]
+def test_dt_ablation_lists_the_variants():
+    rows = [run("peri", n_layer=16, dt=dt, init_scale=sc, fold_dt=fold, seed=s, final_val_loss=v)
+            for dt, sc, fold, v in [(0.1, 1.0, False, 2.19), (0.1, 1.0, True, 2.19), (1.0, 0.1, False, 2.20),
+                                    (1.0, 1.0, False, 2.38)] for s in (0, 1)]
+    ab = dt_ablation_table(table(rows + [run("pre", n_layer=16)]))
+    assert list(ab["variant"]) == ["dt as the step", "dt folded into the last maps", "last-map init scaled",
+                                   "dt as the step"]
+    assert list(ab["seeds"]) == [2, 2, 2, 2] and set(ab["placement"]) == {"peri"}
 
 
 def test_every_claim_is_untested_on_an_empty_study():

@@ -61,7 +61,8 @@ def test_figure_draws_from_tables(tables, name, tmp_path):
         assert "proven bound (dashed)" in labels
         assert [ax.get_title() for ax in fig.axes] == ["mean |x|", "entry-wise variance", "data-wise variance"]
     if name == "fig8_wasserstein":
-        assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["W2 ratio, output / input", "Lipschitz estimate"]
+        assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["W2 ratio, output / input", "||J||_2, worst direction"]
+        assert any(lab.startswith("flow Jacobian gain, random direction") for lab in labels)  # dashed, named
     if name == "fig4_losses":
         assert any(lab.startswith("bigram baseline") for lab in labels)
         assert any(lab.startswith("unigram baseline") for lab in labels)

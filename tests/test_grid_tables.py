@@ -50,12 +50,16 @@ def test_tables_are_written_in_their_formats(tmp_path):
 def test_summary_page_has_baselines_losses_claims_and_the_caveat():
     from test_claims import run
 
-    from lnstab.claims import claims_table
-    from lnstab.stats import loss_table
+    from lnstab.claims import claims_table, demonstrations_table, software_checks_table
+    from lnstab.stats import dt_ablation_table, loss_table
     from lnstab.summary import summary_markdown
 
-    runs = pd.DataFrame([run("pre", seed=s, scale_final=9.0) for s in (0, 1)] + [run("peri", seed=s) for s in (0, 1)])
+    runs = pd.DataFrame([run("pre", seed=s, scale_final=9.0 + s) for s in (0, 1)] + [run("peri", seed=s) for s in (0, 1)]
+                        + [run("post", lr=0.01, role="instability_demo", learned=False, adjoint_ratio=1e-9,
+                               top_var_data=1e-12)])
     tables = {"runs": runs, "losses": loss_table(runs), "claims": claims_table(runs),
+              "demonstrations": demonstrations_table(runs), "software_checks": software_checks_table(runs),
+              "dt_ablation": dt_ablation_table(runs),
               "baselines": pd.DataFrame([{"corpus": "shakespeare", "tokenizer": "char", "tokens": 10,
                                           "unigram_nats": 3.3, "bigram_nats": 2.5}])}
     tables["screen_verdicts"] = pd.DataFrame([
@@ -65,15 +69,20 @@ def test_summary_page_has_baselines_losses_claims_and_the_caveat():
         for a, r in (("output+rmsnorm", "candidate"), ("pre", "reference")) for st in ("init", "trained")])
     tables["wasserstein"] = pd.DataFrame([
         {"placement": "pre", "n_layer": 4, "dt": 1.0, "weight_decay": 0.1, "learned": True, "noise_scale": n,
-         "ratio": rt, "lipschitz_estimate": 77.0} for n, rt in ((0.1, 1.5), (1.0, 2.5), (float("nan"), 9.25))])
+         "ratio": rt, "rms_gain": 1.75, "worst_gain": 77.0} for n, rt in ((0.1, 1.5), (1.0, 2.5), (float("nan"), 9.25))])
     text = summary_markdown(tables, {"base": {"model": {"d_model": 32}}}, "../figures")
     for needle in ("2.5000", "3.3000", "2.000 ± 0.000", "pre_above_peri_trained", "supported",
                    "not the paper's theorems", "(../figures/fig1_moments.png)", "fwd-output+rmsnorm-trained",
-                   "|                       2 |                 9.25 |                   77 |"):
+                   "|                       2 |                 9.25 |                                   1.75 |",
+                   "1 of 1 runs showed what they were declared to", "zero_bound_violations | pass"):
         assert needle in text, needle
     assert "fwd-pre-init" not in text  # the page shows the verdicts after training
-    # a claim the grid cannot test is listed with what would decide it
-    assert "- `wd_limits_pre`: untested (0/0). Deciding it needs" in text
+    # a claim the grid cannot test is listed with a study that would decide it, never this one
+    assert "- `wd_limits_pre`: untested (effect  [, ] over 0 seed(s); 0/0 comparisons). Deciding it needs " \
+        "config/extended.yaml" in text
+    extended = summary_markdown(tables, {"results": "results/extended"}, "figures")
+    assert "- `wd_limits_pre`: untested (effect  [, ] over 0 seed(s); 0/0 comparisons). Deciding it needs " \
+        "config/gpu.yaml" in extended
 
 
 def test_table_figure_and_manifest_jobs_do_not_load_torch():

@@ -8,7 +8,8 @@ import pytest
 from lnstab.baselines import cross_entropies, learned_status
 from lnstab.stats import depth_shape, increment_ratios, run_stats, scale_table, tightness_table
 
-KEYS = {"placement": "pre", "n_layer": 2, "dt": 1.0, "weight_decay": 0.1, "lr": 0.01, "seed": 0}
+KEYS = {"placement": "pre", "n_layer": 2, "dt": 1.0, "weight_decay": 0.1, "lr": 0.01, "seed": 0, "init_scale": 1.0,
+        "fold_dt": False}
 
 
 def test_cross_entropies_equal_their_definition():
@@ -97,6 +98,22 @@ def test_run_stats_and_scale_over_training():
     assert bool(s["collapsed"])  # data-wise variance 1e-6 of the entry-wise
     assert s["max_check_ratio"] == pytest.approx(9 / 16)
     assert s["backward_slack_log10"] == pytest.approx(5.0)
+
+
+def test_growth_by_training_is_measured_from_the_end_of_warmup():
+    """Growth out of the initialisation (step 0 -> warmup) and by training (warmup -> final) apart,
+    the peak step and final / peak; with no warmup given, the reference is step 0."""
+    probes = pd.DataFrame(_probe_rows(0, top=1.0) + _probe_rows(50, top=2.0) + _probe_rows(100, top=8.0)
+                          + _probe_rows(150, top=16.0) + _probe_rows(200, top=4.0))
+    bounds = pd.DataFrame(_bound_rows(200, 3.0, 20.0, quantity="mean_abs"))
+    warmup = pd.DataFrame([{**KEYS, "warmup_steps": 90}])
+    s = run_stats(probes, bounds, warmup).iloc[0]
+    assert (s["warmup_step"], s["scale_warmup"]) == (100, 8.0)  # the first probe at or after step 90
+    assert s["scale_growth_init"] == pytest.approx(8.0) and s["scale_growth_train"] == pytest.approx(0.5)
+    assert s["peak_step"] == 150 and s["scale_final_over_peak"] == pytest.approx(0.25)
+    assert s["scale_bound_final"] == pytest.approx(20.0)
+    s0 = run_stats(probes, bounds).iloc[0]
+    assert s0["warmup_step"] == 0 and s0["scale_growth_train"] == pytest.approx(4.0)
 
 
 def test_tightness_reports_rows_that_cannot_fail_apart():

@@ -172,3 +172,34 @@ def test_yaml_config_file_and_errors(tmp_path):
         load_config(f)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("placement", ["pre", "peri"])
+def test_dt_is_a_reparametrisation_under_adamw(tmp_path, placement):
+    """docs/theory.md, "dt under AdamW": without gradient clipping, x + dt (W h + c) trained with
+    AdamW equals the dt = 1 model whose last maps start dt times smaller and train at dt x lr,
+    weight decay / dt and eps / dt, to the floating-point noise floor (measured here as the
+    difference a change of rounding alone makes: the explicit attention instead of the fused
+    kernel); the same model with only the init scaled (no lr, wd, eps change) does not."""
+    common = ["train.steps=40", "train.lr=1e-2", "train.grad_clip=0", "model.dt=0.1", "probe.enabled=false",
+              f"model.placement={placement}", "train.eval_interval=5"]
+    runs = {"dt": common, "rounding": common + ["model.fused_attention=false"],
+            "fold": common + ["model.fold_dt=true"],
+            "init": common[:3] + ["model.dt=1.0", "model.last_map_init_scale=0.1"] + common[4:]}
+    m = {}
+    for name, overrides in runs.items():
+        train(tiny_config(*overrides), tmp_path / name, verbose=False)
+        m[name] = pd.read_csv(tmp_path / name / "metrics.csv")
+
+    def rel(a, b):
+        return max(((m[a][c] - m[b][c]).abs() / m[a][c]).max() for c in ("train_loss", "val_loss"))
+
+    assert m["dt"]["train_loss"].iloc[-1] < m["dt"]["train_loss"].iloc[0] - 0.3  # the training moved the weights
+    floor = rel("dt", "rounding")
+    assert 0 < floor < 1e-3
+    assert rel("dt", "fold") <= 10 * floor, (rel("dt", "fold"), floor)
+    assert rel("dt", "init") > 100 * floor  # the init alone is another training
+    # the two models' functions agree: dt * (last map) of one equals the folded last map of the other
+    ma, mb = (torch.load(tmp_path / f / "ckpt.pt", weights_only=False)["model"] for f in ("dt", "fold"))
+    name = "blocks.0.mlp.ln_out.weight" if placement == "peri" else "blocks.0.mlp.f.proj.weight"
+    assert ((0.1 * ma[name] - mb[name]).norm() / mb[name].norm()).item() < 1e-3

@@ -19,20 +19,26 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.linalg
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .model import GPT, NORM_ON_BRANCH, NORM_ON_SUM, Residual
 from .probes import ln_stats, moments, point_of, spectral_norms
 
 FORWARD_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm")
-FP32_UNIT_ROUNDOFF = 2.0 ** -24
+UNIT_ROUNDOFF = {torch.float64: 2.0 ** -53, torch.float32: 2.0 ** -24}
 
 
-def roundoff_allowance(n_sublayers: int) -> float:
-    """Relative allowance for float32 rounding in the measured stream: each sub-layer adds at most
-    two roundings (scale by dt, add) of unit roundoff u to every entry, so after K sub-layers the
-    computed stream differs from the exact one by at most 2(K+2)u relative (docs/bounds.md)."""
-    return 2 * (n_sublayers + 2) * FP32_UNIT_ROUNDOFF
+def roundoff_allowance(n_sublayers: int, width: int, context: int, dtype=torch.float64) -> float:
+    """Relative allowance for rounding on the measured side of a bound row (docs/bounds.md,
+    "Rounding"): every bound holds for any input of a sub-layer, so rounding errors do not
+    propagate through Jacobians; each of the K sub-layers adds at most (2 + 4 n^(3/2)) u of its
+    bound (the add, and at most three chained products of inner length n = max(4 width, context)
+    plus the norm, to first order in u), compounded over K + 2 steps. u is the unit roundoff of
+    the measured side: float64 where the probe re-evaluates it (the default)."""
+    n = max(4 * width, context)
+    return (n_sublayers + 2) * (2 + 4 * n ** 1.5) * UNIT_ROUNDOFF[dtype]
 
 
 def _ln_slopes(ln, d: int) -> dict[str, float]:
@@ -169,29 +175,35 @@ def backward_bounds(placements: list[str], dt: float, jac_branch: list[float], j
 #               under peri and output), so the bound restates the normalisation
 #   diagnostic  the backward product bound: its Jacobian norms are estimates from below, so
 #               it is reported as log10 slack over the measured adjoint ratio, never checked
-BOUND_KINDS = ("check", "start", "ln_identity", "diagnostic")
+#   not_computed the exact adjoint check above its size limit (probe.adjoint_max_dim): no number
+BOUND_KINDS = ("check", "start", "ln_identity", "diagnostic", "not_computed")
 
 
-def bound_rows(model: GPT, measured: dict) -> list[dict]:
+def bound_rows(model: GPT, measured: dict, adjoint_sequences: int = 0, adjoint_max_dim: int = 2048) -> list[dict]:
     """Rows (point, layer, sublayer, quantity, measured, lower, bound, ratio, kind, violation).
 
-    ``measured`` is the dict ``probes.probe`` returns. Forward moments against their cumulative
-    bounds; ``branch_norm_max`` (max_t ||branch_t|| of sub-layer k) against its per-sub-layer
-    slope; the adjoint ratio ||p^(k)|| / ||p^(K)|| against the backward product bound."""
-    hidden = measured["hidden"]
+    ``measured`` is the dict ``probes.probe`` returns; where it holds the float64 re-evaluation
+    (``float64``), that is the measured side (and the rounding allowance is float64's). Forward
+    moments against their cumulative bounds; ``branch_norm_max`` (max_t ||branch_t|| of sub-layer
+    k) against its per-sub-layer slope; the adjoint ratio ||p^(k)|| / ||p^(K)|| against the
+    backward product bound (a diagnostic); with ``adjoint_sequences`` > 0 the exact per-step and
+    whole-flow adjoint inequalities (``adjoint_rows``)."""
+    exact = measured.get("float64")
+    m = exact or measured
+    hidden = m["hidden"]
     K = len(hidden) - 1
     placements = [r.placement for r in model.sublayers()]
     fb = forward_bounds(model, hidden[0], measured.get("weight_norms"))
-    rtol = roundoff_allowance(K)
+    rtol = roundoff_allowance(K, hidden[0].shape[-1], hidden[0].shape[-2], hidden[0].dtype)
     rows = []
-    for k, m in enumerate(measured["moments"]):
+    for k, mk in enumerate(m["moments"]):
         point, layer = point_of(k)
         p = placements[k - 1] if k >= 1 else None
         kind = "start" if k == 0 else ("ln_identity" if p in NORM_ON_SUM else "check")
         for q in FORWARD_QUANTITIES:
-            rows.append(_row(point, layer, k, q, m[q], float("nan"), fb[q][k], kind, rtol))
+            rows.append(_row(point, layer, k, q, mk[q], float("nan"), fb[q][k], kind, rtol))
         if k >= 1 and p not in NORM_ON_SUM:  # a normed branch's slope is the norm's own bound
-            rows.append(_row(point, layer, k, "branch_norm_max", measured["branch_norm_max"][k - 1],
+            rows.append(_row(point, layer, k, "branch_norm_max", m["branch_norm_max"][k - 1],
                              float("nan"), fb["slope"][k], "ln_identity" if p in NORM_ON_BRANCH else "check", rtol))
     if measured["jac_branch"]:
         dt = model.sublayers()[0].dt
@@ -201,11 +213,92 @@ def bound_rows(model: GPT, measured: dict) -> list[dict]:
             point, layer = point_of(k)
             ratio = adj[k] / adj[K] if adj[K] > 0 else float("nan")
             rows.append(_row(point, layer, k, "adjoint_ratio", ratio, lower[k], upper[k], "diagnostic", rtol))
+    if adjoint_sequences > 0 and exact is not None:
+        rows += adjoint_rows(exact["model"], exact["hidden"], exact["adjoints"], adjoint_sequences, adjoint_max_dim, rtol)
     return rows
 
 
+def step_jacobian(step, x: torch.Tensor, tokenwise: bool = False) -> torch.Tensor:
+    """The Jacobian of one sub-layer's step at one sequence x (T, d): dense (T d x T d), or, for a
+    step that acts token by token (an MLP sub-layer: its norms and F are per token), the T
+    diagonal blocks (T, d, d) of that block-diagonal matrix."""
+    T, d = x.shape
+    # sdpa's fused CPU kernel has no batching rule for vmap's VJPs; the math backend is the same
+    # function. Under no_grad the transforms still differentiate x, but record nothing for the weights.
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        if tokenwise:
+            return torch.func.vmap(torch.func.jacrev(lambda z: step(z.view(1, 1, d)).view(d)))(x.detach())
+        J = torch.func.jacrev(lambda z: step(z.unsqueeze(0)).squeeze(0), chunk_size=256)(x.detach())
+    return J.reshape(T * d, T * d)
+
+
+def spectral_norm_exact(S: torch.Tensor) -> float:
+    """||S||_2 of a dense float64 matrix, or the largest over a stack of diagonal blocks: the square
+    root of the top eigenvalue of S^T S from a symmetric eigensolver (LAPACK's dsyevx for the top
+    one alone; backward stable, relative error ~ n u, within the allowance)."""
+    S = S.detach().cpu()
+    G = S.transpose(-1, -2) @ S
+    if G.ndim == 3:
+        top = torch.linalg.eigvalsh(G)[:, -1].max().item()
+    else:
+        n = G.shape[0]
+        top = float(scipy.linalg.eigh(G.numpy(), eigvals_only=True, subset_by_index=[n - 1, n - 1],
+                                      driver="evx")[0])
+    return math.sqrt(max(top, 0.0))
+
+
+def _apply(S: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """S @ M for a dense S, or for S given by its diagonal blocks (T, d, d)."""
+    if S.ndim == 2:
+        return S @ M
+    T, d, _ = S.shape
+    return torch.bmm(S, M.view(T, d, -1)).view(T * d, -1)
+
+
+def jacobian_chain(model: GPT, hidden: list[torch.Tensor]) -> tuple[torch.Tensor, list[float]]:
+    """For one sequence's stream x^(0..K) (each (T, d), float64): the flow Jacobian
+    S_K ... S_1 (dense, T d x T d) and ||S_k||_2 of every step, exact."""
+    T, d = hidden[0].shape
+    flow = torch.eye(T * d, dtype=torch.float64)
+    norms = []
+    for k, r in enumerate(model.sublayers(), start=1):
+        S = step_jacobian(r, hidden[k - 1], tokenwise=getattr(r.f, "tokenwise", False)).detach()
+        flow = _apply(S, flow)
+        norms.append(spectral_norm_exact(S))
+    return flow, norms
+
+
+def adjoint_rows(model: GPT, hidden: list[torch.Tensor], adjoints: list[torch.Tensor], sequences: int,
+                 max_dim: int, rtol: float) -> list[dict]:
+    """The exact backward inequalities, in float64, per sequence b of the first ``sequences``:
+    sub-layer k maps x^(k-1) to x^(k) with Jacobian S_k (over the whole sequence, dense), and the
+    adjoint obeys p^(k-1) = S_k^T p^(k), so ||p^(k-1)|| <= ||S_k||_2 ||p^(k)|| (quantity
+    ``adjoint_step``, row k) and ||p^(0)|| <= ||S_K ... S_1||_2 ||p^(K)|| (``adjoint_flow``, row 0).
+    Each row keeps the sequence with the largest measured / bound. Above ``max_dim`` = T d the
+    dense Jacobian is not formed: rows of kind ``not_computed``, never a lower estimate."""
+    T, d = hidden[0].shape[-2:]
+    K = len(model.sublayers())
+    if T * d > max_dim:
+        return [_row(*point_of(k), k, q, float("nan"), float("nan"), float("nan"), "not_computed", rtol)
+                for k, q in [(k, "adjoint_step") for k in range(1, K + 1)] + [(0, "adjoint_flow")]]
+    worst: dict[int, tuple[float, float]] = {}
+    for b in range(min(sequences, hidden[0].shape[0])):
+        p = [a[b].double().norm().item() for a in adjoints]
+        flow, norms = jacobian_chain(model, [h[b] for h in hidden])
+        cands = {k: (p[k - 1] / p[k] if p[k] > 0 else float("nan"), norms[k - 1]) for k in range(1, K + 1)}
+        cands[0] = (p[0] / p[K] if p[K] > 0 else float("nan"), spectral_norm_exact(flow))
+        for k, c in cands.items():
+            if k not in worst or c[0] / c[1] > worst[k][0] / worst[k][1]:
+                worst[k] = c
+    return [_row(*point_of(k), k, "adjoint_flow" if k == 0 else "adjoint_step", m, float("nan"), bound, "check", rtol)
+            for k, (m, bound) in sorted(worst.items())]
+
+
 def _row(point, layer, k, q, value, lower, bound, kind, rtol):
-    ratio = value / bound if bound > 0 else (0.0 if value == 0 else float("inf"))
+    if math.isnan(bound):
+        ratio = float("nan")
+    else:
+        ratio = value / bound if bound > 0 else (0.0 if value == 0 else float("inf"))
     over = value > bound * (1 + rtol) or (not math.isnan(lower) and value < lower * (1 - rtol))
     return {"point": point, "layer": layer, "sublayer": k, "quantity": q, "measured": value,
             "lower": lower, "bound": bound, "ratio": ratio, "kind": kind,

@@ -42,6 +42,12 @@ class ModelConfig:
     # none = no depth scaling at all. (The comment ending a field's line is its description in
     # `lnstab show-config`.)
     normalised_branch_init: str = "gain"  # gain | proj | none: where 1/sqrt(2L) goes in Peri-LN
+    # The last map of a branch is f.proj, or the output norm where a norm ends the branch (peri,
+    # output). Its init scale is a tuning knob every placement gets alike (config/tuning.yaml).
+    last_map_init_scale: float = 1.0  # multiplies the init of every branch's last map (weight and bias)
+    # Under AdamW, x + dt * (W h + c) trains exactly like the dt = 1 model whose last map (W, c)
+    # starts dt times smaller and trains at lr * dt, weight decay / dt and eps / dt (docs/theory.md).
+    fold_dt: bool = False  # run dt as that reparametrisation: step 1, last maps at init x dt, lr x dt, wd / dt, eps / dt
 
 
 @dataclass
@@ -86,6 +92,9 @@ class ProbeConfig:
     jacobian_iters: int = 32  # at most this many Lanczos products (J^T J v) per Jacobian norm; 0 skips
     jacobian_tol: float = 0.03  # a sub-layer stops once its Lanczos residual bounds are below this (relative)
     jacobian_every_probe: bool = False  # False: Jacobian norms at the final step only (trained weights)
+    float64_bounds: bool = True  # bound rows measure a float64 copy of the model (rounding allowance of float64)
+    adjoint_sequences: int = 1  # probe sequences whose exact per-step adjoint inequality is checked at the final step; 0 skips
+    adjoint_max_dim: int = 2048  # largest context x width for which the dense step Jacobians are formed
 
 
 @dataclass
@@ -110,7 +119,7 @@ CHOICES = {
     "train.precision": ("fp32", "bf16"),
 }
 POSITIVE = {
-    "model.dt", "model.n_layer", "model.n_head", "model.d_model", "model.block_size",
+    "model.dt", "model.last_map_init_scale", "model.n_layer", "model.n_head", "model.d_model", "model.block_size",
     "model.vocab_size", "model.ln_eps", "train.steps", "train.batch_size", "train.lr",
     "train.grad_accum", "train.eval_interval", "train.eval_batches", "train.log_interval", "train.threads",
     "probe.batch_size",
@@ -118,6 +127,7 @@ POSITIVE = {
 NON_NEGATIVE = {
     "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.ckpt_interval",
     "train.min_lr_ratio", "probe.interval", "probe.jacobian_iters", "probe.jacobian_tol",
+    "probe.adjoint_sequences", "probe.adjoint_max_dim",
 }
 
 

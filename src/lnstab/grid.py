@@ -1,4 +1,5 @@
-"""The experiment grid: sweeps of placement x depth x dt x weight decay x lr x seed, and run ids.
+"""The experiment grid: sweeps of placement x depth x dt x weight decay x lr x seed (x the
+last maps' init scale x dt folded into them), and run ids.
 
 A sweep is a mapping from grid keys to lists; the grid is the union of the sweeps' cartesian
 products. Keys a sweep leaves out take the value of the base config. A sweep with a ``demo``
@@ -20,7 +21,11 @@ GRID_KEYS = {
     "weight_decay": "train.weight_decay",
     "lr": "train.lr",
     "seed": "seed",
+    "init_scale": "model.last_map_init_scale",
+    "fold_dt": "model.fold_dt",
 }
+# grid keys a run id names only where they differ from these (ids of older studies stay valid)
+ID_DEFAULTS = {"init_scale": 1.0, "fold_dt": False}
 
 
 def _get(cfg: RunConfig, dotted: str):
@@ -31,9 +36,10 @@ def _get(cfg: RunConfig, dotted: str):
 
 
 def run_id(params: dict) -> str:
-    p = params
+    p = {**ID_DEFAULTS, **params}
     return (f"{p['placement']}-L{p['n_layer']}-dt{p['dt']:g}-wd{p['weight_decay']:g}"
-            f"-lr{p['lr']:g}-s{p['seed']}")
+            f"-lr{p['lr']:g}-s{p['seed']}" + (f"-i{p['init_scale']:g}" if p["init_scale"] != 1 else "")
+            + ("-fold" if p["fold_dt"] else ""))
 
 
 def expand(sweeps: list[dict], base: dict | None = None) -> dict[str, dict]:
@@ -53,9 +59,18 @@ def expand(sweeps: list[dict], base: dict | None = None) -> dict[str, dict]:
                 raise ConfigError(f"sweeps[{i}].{k}: expected a non-empty list, got {values!r}")
         for combo in itertools.product(*axes.values()):
             params = dict(zip(axes, combo))
-            params["dt"], params["weight_decay"], params["lr"] = (
-                float(params["dt"]), float(params["weight_decay"]), float(params["lr"]))
-            runs[run_id(params)] = {**params, "role": role}
+            for k in ("dt", "weight_decay", "lr", "init_scale"):
+                params[k] = float(params[k])
+            if not isinstance(params["fold_dt"], bool):
+                raise ConfigError(f"sweeps[{i}].fold_dt: expected true or false, got {params['fold_dt']!r}")
+            rid = run_id(params)
+            if rid in runs and {k: runs[rid][k] for k in params} != params:
+                raise ConfigError(f"sweeps[{i}]: grid points {runs[rid]} and {params} share the run id {rid} "
+                                  "(values equal to 6 significant digits): make them differ there")
+            if rid in runs and runs[rid]["role"] != role:
+                raise ConfigError(f"sweeps[{i}]: run {rid} is also in another sweep with role "
+                                  f"{runs[rid]['role']}; a run is either a demonstration or a study run")
+            runs[rid] = {**params, "role": role}
     return dict(sorted(runs.items()))
 
 

@@ -98,6 +98,8 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
+    tokenwise = True  # acts on every token alone: its step's Jacobian is block diagonal over tokens
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.fc = nn.Linear(cfg.d_model, 4 * cfg.d_model, bias=cfg.bias)
@@ -118,13 +120,18 @@ class Residual(nn.Module):
         super().__init__()
         placement = placement or cfg.placement
         assert placement in PLACEMENTS and placement != "mix", placement
-        self.f, self.placement, self.dt = f, placement, cfg.dt
+        # with fold_dt the step is 1 and dt lives in the last map's init and optimizer (GPT, train)
+        self.f, self.placement, self.dt = f, placement, 1.0 if cfg.fold_dt else cfg.dt
         # the weight of the stream in the sum: 1, or DeepNet's alpha
         self.alpha = deepnorm_alpha(cfg.n_layer) if placement == "deepnorm" else 1.0
         # ln_in normalises the branch input (pre, peri); ln_out the branch output (peri,
         # output) or the sum (post, deepnorm). "ln" for either norm.
         self.ln_in = make_norm(cfg) if placement in NORM_ON_INPUT else None
         self.ln_out = make_norm(cfg) if placement in NORM_ON_BRANCH + NORM_ON_SUM else None
+
+    def last_map(self) -> nn.Module:
+        """The branch's last affine map: the output norm where one ends the branch, else F's projection."""
+        return self.ln_out if self.placement in NORM_ON_BRANCH else self.f.proj
 
     def branch(self, x):
         """The term the step adds: F(N(x)) | N_out(F(N_in(x))) | F(x) | N(F(x))."""
@@ -135,6 +142,11 @@ class Residual(nn.Module):
         stream = x if self.alpha == 1.0 else self.alpha * x
         x = torch.add(stream, self.branch(x), alpha=self.dt)  # x + dt * branch(x), one fused op
         return self.ln_out(x) if self.placement in NORM_ON_SUM else x
+
+
+def last_map_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of every sub-layer's last map (``Residual.last_map``), in order."""
+    return [p for r in model.sublayers() if hasattr(r, "last_map") for p in r.last_map().parameters()]
 
 
 class Block(nn.Module):
@@ -177,6 +189,11 @@ class GPT(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02 * depth_scale)
             if name.endswith("ln_out.weight") and normalised and cfg.normalised_branch_init == "gain":
                 nn.init.constant_(p, depth_scale)
+        scale = cfg.last_map_init_scale * (cfg.dt if cfg.fold_dt else 1.0)
+        if scale != 1.0:
+            with torch.no_grad():
+                for p in last_map_parameters(self):
+                    p.mul_(scale)
 
     @staticmethod
     def _deepnorm_init(name: str, p: nn.Parameter, beta: float) -> None:

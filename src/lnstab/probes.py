@@ -13,6 +13,7 @@ for the whole block, and ``sublayer`` = the k of the sub-layer they belong to; `
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -250,12 +251,28 @@ def jacobian_rows(model: GPT, hidden: list[torch.Tensor], iters: int, tol: float
     return rows, jac_branch, jac_step
 
 
+def float64_measurement(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> dict:
+    """The probe batch re-evaluated by a float64 copy of the model (the same weights, exactly
+    representable): the measured side of the bound rows, so that their rounding allowance is
+    float64's (docs/bounds.md, "Rounding"). {'model', 'hidden', 'moments', 'branch_norm_max',
+    'adjoints' (dLoss/dx^(k), per sequence)}."""
+    m64 = copy.deepcopy(model).double().eval()
+    hidden: list[torch.Tensor] = []
+    with torch.enable_grad():
+        _, loss = m64(idx, targets, hidden=hidden)
+        adjoints = torch.autograd.grad(loss, hidden)
+    hidden = [h.detach() for h in hidden]
+    return {"model": m64, "hidden": hidden, "moments": stacked_moments(hidden),
+            "branch_norm_max": branch_norms_max(m64, hidden), "adjoints": [a.detach() for a in adjoints]}
+
+
 def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: int = 32,
-          jacobian_tol: float = 0.03) -> dict:
+          jacobian_tol: float = 0.03, float64: bool = False) -> dict:
     """Measure one probe batch. Returns {'rows': [...], 'hidden': [x^(k)], 'moments': [{...}], 'loss': float,
     'adjoint': [||p^(k)||], 'weight_norms': {name: spectral norm}, 'jac_branch': [...], 'jac_step': [...],
-    'branch_norm_max': [...]} (the Jacobian lists empty when jacobian_iters is 0). Rows are dicts with
-    point, layer, sublayer, quantity, value."""
+    'branch_norm_max': [...]} (the Jacobian lists empty when jacobian_iters is 0), and with ``float64``
+    the re-evaluation ``float64_measurement`` under 'float64'. Rows are dicts with point, layer,
+    sublayer, quantity, value (always of the model as it is)."""
     was_training = model.training
     model.eval()
     hidden: list[torch.Tensor] = []
@@ -278,6 +295,9 @@ def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: 
         jac, jac_branch, jac_step = jacobian_rows(model, hidden, jacobian_iters, jacobian_tol)
         rows += jac
     model.train(was_training)
-    return {"rows": rows, "hidden": hidden, "moments": moments, "loss": loss.item(), "adjoint": adjoint_norms,
-            "weight_norms": weight_norms, "jac_branch": jac_branch, "jac_step": jac_step,
-            "branch_norm_max": branch_max}
+    out = {"rows": rows, "hidden": hidden, "moments": moments, "loss": loss.item(), "adjoint": adjoint_norms,
+           "weight_norms": weight_norms, "jac_branch": jac_branch, "jac_step": jac_step,
+           "branch_norm_max": branch_max}
+    if float64:
+        out["float64"] = float64_measurement(model, idx, targets)
+    return out

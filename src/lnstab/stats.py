@@ -4,7 +4,14 @@ Nothing here trains or imports torch: every number is a function of ``probes.csv
 ``bounds.csv``, so it can be recomputed (and tested) from tables alone. Definitions:
 
 - scale: the top-of-stream mean |x| (x^(K), the last probe point); its value at step 0, at the
-  final probe, its peak over probes, and the growth factors final / step 0 and peak / step 0.
+  end of warmup (the first probe at or after ``train.warmup_steps``: ``warmup_step``), at the
+  final probe, and its peak over probes with the step of the peak. Growth out of the
+  initialisation, ``scale_growth_init`` = end of warmup / step 0, is reported apart from growth
+  by training, ``scale_growth_train`` = final / end of warmup; ``scale_final_over_peak`` says
+  whether the scale was still growing at the end. (final / step 0 and peak / step 0 are kept as
+  ``scale_growth_final`` and ``scale_growth_peak``.) ``scale_bound_final``: the forward bound on
+  the top-of-stream mean |x| at the final probe (docs/bounds.md), whose growth in depth is set
+  next to the measured one.
 - depth shape of mean |x| at the final probe, without k = 0 (a different scale, the embeddings):
   ``shape_ratio`` = x^(K) / x^(K/2); ``half_factor`` = the per-sub-layer factor of a log-linear
   fit over the second half of the stream (exp of the slope of log x^(k), k = K/2..K);
@@ -87,19 +94,34 @@ def increment_ratios(bounds: pd.DataFrame) -> pd.DataFrame:
     return chk
 
 
-def run_stats(probes: pd.DataFrame, bounds: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with every statistic of the module doc."""
+def warmup_scale(sc: pd.DataFrame, warmup: pd.DataFrame | None) -> pd.DataFrame:
+    """Per run: the first probe step at or after its warmup (``warmup``: RUN_KEYS + warmup_steps;
+    None: 0) and the top-of-stream mean|x| there."""
+    w = sc[RUN_KEYS].drop_duplicates().assign(warmup_steps=0) if warmup is None else warmup
+    m = sc.merge(w[RUN_KEYS + ["warmup_steps"]], on=RUN_KEYS, how="left")
+    m = m[m["step"] >= m["warmup_steps"].fillna(0)]
+    first = m.sort_values("step").groupby(RUN_KEYS).first()
+    return pd.DataFrame({"warmup_step": first["step"], "scale_warmup": first["top_mean_abs"]})
+
+
+def run_stats(probes: pd.DataFrame, bounds: pd.DataFrame, warmup: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per run with every statistic of the module doc; ``warmup`` as in ``warmup_scale``."""
     sc = scale_table(probes).sort_values(RUN_KEYS + ["step"])
     g = sc.groupby(RUN_KEYS)
     first, last, peak = g.first(), g.last(), g.max()
+    peak_step = sc.loc[g["top_mean_abs"].idxmax()].set_index(RUN_KEYS)["step"]
     out = pd.DataFrame({
         "scale_step0": first["top_mean_abs"], "scale_final": last["top_mean_abs"],
-        "scale_peak": peak["top_mean_abs"],
+        "scale_peak": peak["top_mean_abs"], "peak_step": peak_step,
         "top_var_entry": last["top_var_entry"], "top_var_data": last["top_var_data"],
         "max_spectral_norm": last["max_spectral_norm"],
     })
     out["scale_growth_final"] = out["scale_final"] / out["scale_step0"]
     out["scale_growth_peak"] = out["scale_peak"] / out["scale_step0"]
+    out = out.join(warmup_scale(sc, warmup))
+    out["scale_growth_init"] = out["scale_warmup"] / out["scale_step0"]
+    out["scale_growth_train"] = out["scale_final"] / out["scale_warmup"]
+    out["scale_final_over_peak"] = out["scale_final"] / out["scale_peak"]
     out["collapsed"] = out["top_var_data"] < COLLAPSE_RATIO * out["top_var_entry"]
     out = out.reset_index()
 
@@ -120,7 +142,10 @@ def run_stats(probes: pd.DataFrame, bounds: pd.DataFrame) -> pd.DataFrame:
     diag = at_last_step(bounds[(bounds["kind"] == "diagnostic") & (bounds["sublayer"] == 0)])
     slack = _per_run(diag, lambda r: float(np.log10(r["bound"].iloc[0] / r["measured"].iloc[0]))
                      if r["measured"].iloc[0] > 0 else np.nan, "backward_slack_log10")
-    for t in (shape, adjoint, spread, max_ratio, max_inc, slack):
+    top = at_last_step(bounds[(bounds["quantity"] == "mean_abs")])
+    top = top[top["sublayer"] == top.groupby(RUN_KEYS)["sublayer"].transform("max")]
+    top_bound = _per_run(top, lambda r: r["bound"].iloc[0], "scale_bound_final")
+    for t in (shape, adjoint, spread, max_ratio, max_inc, slack, top_bound):
         out = out.merge(t, on=RUN_KEYS, how="left")
     return out
 
@@ -163,3 +188,26 @@ def loss_table(runs: pd.DataFrame) -> pd.DataFrame:
     out["val_loss_se"] = out["val_loss_std"] / np.sqrt(out["seeds"])
     out["learned"] = g["learned"].sum().astype(int)
     return out.reset_index()
+
+
+def dt_ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """What dt is under AdamW (docs/theory.md, "dt under AdamW"), per placement and depth where the
+    study trained the ablation: dt as the step; dt folded into the last maps (the dt = 1 model at
+    dt x init, dt x lr, weight decay / dt: the same training up to clipping); dt = 1 with only the
+    last maps' init scaled; and dt = 1. Mean over the learned study runs of each variant's seeds."""
+    r = runs[(runs["role"] == "study") & runs["learned"].astype(bool)]
+    fixed = ["placement", "n_layer", "weight_decay", "lr"]
+    rows = []
+    for key, g in r.groupby(fixed, sort=True):
+        if not (g["fold_dt"].astype(bool).any() or (g["init_scale"] != 1).any()):
+            continue
+        for (dt, scale, fold), v in g.groupby(["dt", "init_scale", "fold_dt"], sort=True):
+            variant = ("dt folded into the last maps" if fold else
+                       ("last-map init scaled" if scale != 1 else "dt as the step"))
+            rows.append({**dict(zip(fixed, key)), "variant": variant, "dt": dt, "init_scale": scale,
+                         "fold_dt": bool(fold), "seeds": len(v), "val_loss_mean": v["final_val_loss"].mean(),
+                         "val_loss_std": v["final_val_loss"].std(), "scale_final_mean": v["scale_final"].mean(),
+                         "adjoint_ratio_mean": v["adjoint_ratio"].mean()})
+    cols = fixed + ["variant", "dt", "init_scale", "fold_dt", "seeds", "val_loss_mean", "val_loss_std",
+                    "scale_final_mean", "adjoint_ratio_mean"]
+    return pd.DataFrame(rows, columns=cols)

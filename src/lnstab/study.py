@@ -13,7 +13,8 @@ import pandas as pd
 import yaml
 
 from .baselines import cross_entropies
-from .claims import claims_table
+from .claims import claims_table, demonstrations_table, software_checks_table
+from .stats import dt_ablation_table
 from .config import DataConfig, load_config
 from .grid import expand, run_config
 from .io import write_bytes, write_json, write_text
@@ -177,16 +178,18 @@ def wasserstein_table(run_dirs: dict, runs_csv, meta_path, out_stem, sequences: 
     from .data import get_batch, load_corpus
     from .model import GPT
     from .runfolder import read_checkpoint
-    from .wasserstein import lipschitz_estimate, sensitivity_rows
+    from .grid import ID_DEFAULTS
+    from .tables import PARAMS
+    from .wasserstein import flow_gains, sensitivity_rows
 
     runs = read_table(runs_csv)
     meta = json.loads(Path(meta_path).read_text())
-    keys = ["placement", "n_layer", "dt", "weight_decay", "lr", "seed"]
+    keys = [k for k in PARAMS if k in runs.columns]
     rows = []
     for rid, folder in sorted(run_dirs.items()):
         folder = Path(folder)
         s = json.loads((folder / "summary.json").read_text())
-        params = s["grid"]
+        params = {**ID_DEFAULTS, **s["grid"]}
         mine = runs[(runs[keys] == pd.Series({k: params[k] for k in keys})).all(axis=1)].iloc[0]
         if s["status"] != "completed":
             continue  # a diverged run has no finite flow to measure
@@ -199,16 +202,13 @@ def wasserstein_table(run_dirs: dict, runs_csv, meta_path, out_stem, sequences: 
         gen = torch.Generator().manual_seed(cfg.seed)
         idx, _ = get_batch(corpus.val, sequences, cfg.model.block_size, gen)
         other, _ = get_batch(corpus.train, sequences, cfg.model.block_size, gen)
-        probes = read_table(folder / "probes.csv")
-        last = probes[probes["step"] == probes["step"].max()]
-        est = lambda q: last[last["quantity"] == q].sort_values("sublayer")["value"].tolist()  # noqa: E731
-        jb, js = est("jac_branch_est"), est("jac_step_est")
-        lip = lipschitz_estimate([r.placement for r in model.sublayers()], cfg.model.dt, jb, js) if jb else float("nan")
+        gains = flow_gains(model, idx)
         for row in sensitivity_rows(model, idx, other):
             rows.append({**{k: params[k] for k in keys}, "role": mine["role"], "learned": bool(mine["learned"]),
-                         **row, "lipschitz_estimate": lip})
+                         **row, **gains})
         print(f"{rid}: ratios " + ", ".join(f"{r['perturbation']} {r['ratio']:.3g}" for r in rows[-4:])
-              + f"; Lipschitz estimate {lip:.3g}", flush=True)
+              + f"; flow Jacobian gain rms {gains['rms_gain']:.3g}, worst direction {gains['worst_gain']:.3g}",
+              flush=True)
     table = pd.DataFrame(rows).sort_values(keys + ["perturbation"]).reset_index(drop=True)
     write_table(table, out_stem)
     return table
@@ -218,11 +218,19 @@ def read_table(path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def make_claims_table(runs_csv, out_stem) -> pd.DataFrame:
-    claims = claims_table(read_table(runs_csv))
-    write_table(claims, out_stem)
+def make_claims_table(runs_csv, tables_dir) -> pd.DataFrame:
+    """claims, demonstrations, software_checks and dt_ablation (lnstab.tables.JUDGED) from runs.csv."""
+    runs = read_table(runs_csv)
+    claims = claims_table(runs)
+    tables = {"claims": claims, "demonstrations": demonstrations_table(runs),
+              "software_checks": software_checks_table(runs), "dt_ablation": dt_ablation_table(runs)}
+    for name, df in tables.items():
+        write_table(df, Path(tables_dir) / name)
     for _, c in claims.iterrows():
-        print(f"{c['claim']}: {c['verdict']} ({c['holds']}/{c['checked']}) {c['numbers']}")
+        print(f"{c['claim']}: {c['verdict']} effect {c['effect']:.3g} [{c['ci_low']:.3g}, {c['ci_high']:.3g}] "
+              f"over {c['seeds']} seed(s), {c['holds']}/{c['checked']}; {c['numbers']}")
+    d = tables["demonstrations"]
+    print(f"demonstrations: {int(d['demonstrated'].sum())}/{len(d)} showed what they were declared to")
     return claims
 
 
@@ -233,7 +241,8 @@ def make_figure(name: str, tables: dict[str, str | Path], out_stem) -> list[Path
     return save(fn(**{t: read_table(tables[t]) for t in inputs}), out_stem)
 
 
-SUMMARY_TABLES = ("baselines", "runs", "losses", "claims", "tightness", "screen_verdicts", "wasserstein")
+SUMMARY_TABLES = ("baselines", "runs", "losses", "claims", "demonstrations", "software_checks", "dt_ablation",
+                  "tightness", "screen_verdicts", "wasserstein")
 
 
 def write_summary(tables_dir, figdir, config: dict, out) -> None:

@@ -1,7 +1,11 @@
 """results/summary.md: the study on one page, for a reviewer, generated from the tables."""
 from __future__ import annotations
 
+import os
+
 import pandas as pd
+
+from .tables import SHOWN_COLUMNS, _shown
 
 # each figure of the study and the figure of the paper (arXiv 2510.09904) it mirrors
 FIGURE_MAP = {
@@ -40,14 +44,52 @@ def _config_paragraph(config: dict, runs: pd.DataFrame) -> str:
     return study
 
 
-def _undecided(claims: pd.DataFrame) -> list[str]:
+def study_file(config: dict) -> str:
+    """The config file of the study a summary is about, from its results folder."""
+    results = str(config.get("results", "results")).rstrip("/")
+    return "config/config.yaml" if results == "results" else f"config/{os.path.basename(results)}.yaml"
+
+
+def _undecided(claims: pd.DataFrame, config: dict) -> list[str]:
+    """Per claim not supported: its numbers and a study that would decide it (never this one)."""
     from .claims import CLAIMS
 
+    here = study_file(config)
     rows = claims[claims["verdict"] != "supported"]
     if rows.empty:
         return ["Every claim is supported at this scale."]
-    return [f"- `{r.claim}`: {r.verdict} ({r.holds}/{r.checked}). Deciding it needs {CLAIMS[r.claim].decided_by}."
-            for r in rows.itertuples()]
+    out = []
+    for r in rows.itertuples():
+        others = [s for s in CLAIMS[r.claim].decided_by if not s.startswith(here)] if r.claim in CLAIMS else []
+        where = f" Deciding it needs {others[0]}." if others else " No study of this package is larger."
+        out.append(f"- `{r.claim}`: {r.verdict} (effect {_num(r.effect)} [{_num(r.ci_low)}, {_num(r.ci_high)}] over "
+                   f"{r.seeds} seed(s); {r.holds}/{r.checked} comparisons).{where}")
+    return out
+
+
+def _num(v) -> str:
+    return "" if v != v else f"{v:.3g}"
+
+
+def _apart(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Demonstrations and software checks: reported, never claims."""
+    d, sw, ab = tables["demonstrations"], tables["software_checks"], tables["dt_ablation"]
+    out = ["### Instability demonstrations (declared, not claims)", ""]
+    if d.empty:
+        out.append("This study declares no instability demonstration.")
+    else:
+        out += [f"{int(d['demonstrated'].sum())} of {len(d)} runs showed what they were declared to "
+                f"({d['criterion'].iloc[0]}):", "",
+                d[[c for c in SHOWN_COLUMNS["demonstrations"] if c in d]].astype(object).map(_shown)
+                .to_markdown(index=False)]
+    out += ["", "### Software checks (regression tests of this package's bounds, not claims)", "",
+            sw[SHOWN_COLUMNS["software_checks"]].astype(object).map(_shown).to_markdown(index=False), ""]
+    if not ab.empty:
+        out += ["### dt under AdamW: the ablation (docs/theory.md)", "",
+                "dt as the step against dt folded into the branches' last maps (the same training up to "
+                "gradient clipping) and dt = 1 with only the last maps' init scaled; mean over learned seeds:", "",
+                ab.drop(columns=["fold_dt"]).to_markdown(index=False, floatfmt=".4g"), ""]
+    return out
 
 
 def _screen(verdicts: pd.DataFrame) -> list[str]:
@@ -69,10 +111,13 @@ def _wasserstein(w: pd.DataFrame) -> list[str]:
     keys = ["placement", "dt", "weight_decay"]
     noise = w[w["noise_scale"].notna()].groupby(keys)["ratio"].median().rename("ratio, noise (median)")
     other = w[w["noise_scale"].isna()].groupby(keys)["ratio"].median().rename("ratio, other slice")
-    lip = w.groupby(keys)["lipschitz_estimate"].median().rename("Lipschitz estimate")
-    table = pd.concat([noise, other, lip], axis=1).reset_index()
+    rms = w.groupby(keys)["rms_gain"].median().rename("flow Jacobian, random-direction gain")
+    worst = w.groupby(keys)["worst_gain"].median().rename("flow Jacobian, worst-direction gain")
+    table = pd.concat([noise, other, rms, worst], axis=1).reset_index()
     return [f"W_2 ratio output / input of the flow x^(0) -> x^(K), learned {L}-block models, median over "
-            "seeds and noise scales (exact OT; results/tables/wasserstein.md):", "",
+            "seeds and noise scales (exact OT; results/tables/wasserstein.md), next to the measured gains of "
+            "the flow's Jacobian over a sequence (exact, dense): ||J||_F / sqrt(T d), what a random direction "
+            "sees, and ||J||_2, the worst direction:", "",
             table.to_markdown(index=False, floatfmt=".3g")]
 
 
@@ -85,7 +130,7 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str)
                       for m, s in zip(lt["val_loss_mean"], lt["val_loss_std"])]
     lt["learned"] = lt["learned"].astype(str) + "/" + lt["seeds"].astype(str)
     lt = lt[["placement", "n_layer", "dt", "weight_decay", "lr", "role", "val loss", "learned"]]
-    cl = claims[["claim", "verdict", "holds", "checked", "numbers"]]
+    cl = claims[["claim", "verdict", "effect", "ci_low", "ci_high", "seeds", "holds", "checked", "numbers"]]
     parts = [
         "# lnstab study summary",
         "",
@@ -109,11 +154,17 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str)
         "",
         "## Claims",
         "",
-        cl.to_markdown(index=False),
+        "Effect: mean over seeds with its 95% interval over seeds (what each effect is and its reference "
+        "point: claims.csv, column effect_is; docs/claims.md). Verdicts: supported (interval on the claimed "
+        "side, every comparison holds), mixed, refuted, undecided (within seed noise), untested.",
+        "",
+        cl.astype(object).map(_shown).to_markdown(index=False),
         "",
         "## Where this study does not decide a claim",
         "",
-        *_undecided(claims),
+        *_undecided(claims, config),
+        "",
+        *_apart(tables),
         "",
         "## Screening a block before training it",
         "",

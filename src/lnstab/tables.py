@@ -16,7 +16,7 @@ import pandas as pd
 from .grid import GRID_KEYS
 from .io import write_csv, write_text
 
-PARAMS = list(GRID_KEYS)  # placement, n_layer, dt, weight_decay, lr, seed
+PARAMS = list(GRID_KEYS)  # placement, n_layer, dt, weight_decay, lr, seed, init_scale, fold_dt
 FLOAT_FORMAT = "%.6g"
 
 # every table of a study: name -> formats, and the columns its Markdown / LaTeX versions show
@@ -26,6 +26,9 @@ TABLES = {
     "runs": ("csv", "md", "tex"),
     "losses": ("csv", "md", "tex"),
     "claims": ("csv", "md", "tex"),
+    "demonstrations": ("csv", "md"),
+    "software_checks": ("csv", "md"),
+    "dt_ablation": ("csv", "md"),
     "tightness": ("csv", "md", "tex"),
     "scale": ("csv",),
     "slopes": ("csv",),
@@ -41,12 +44,16 @@ SHOWN_COLUMNS = {
     "runs": PARAMS + ["role", "status", "final_val_loss", "learned", "scale_growth_final", "shape_ratio",
                       "adjoint_ratio", "violations"],
     "losses": [k for k in PARAMS if k != "seed"] + ["role", "seeds", "val_loss_mean", "val_loss_std", "learned"],
-    "claims": ["claim", "verdict", "holds", "checked"],
+    "claims": ["claim", "verdict", "effect", "ci_low", "ci_high", "seeds", "holds", "checked"],
+    "demonstrations": ["placement", "n_layer", "dt", "lr", "seed", "final_val_loss", "adjoint_ratio",
+                       "data_over_entry_var", "vanishing", "collapsed", "demonstrated"],
+    "software_checks": ["check", "result", "runs_ok", "runs", "checks", "violations", "numbers"],
     "wasserstein": [k for k in PARAMS if k not in ("weight_decay",)] + ["learned", "perturbation", "method",
-                                                                      "w_in", "w_out", "ratio", "lipschitz_estimate"],
+                                                                      "w_in", "w_out", "ratio", "rms_gain", "worst_gain"],
     "screen_verdicts": ["architecture", "role", "state", "forward", "backward", "growth", "weight_dependence",
                         "data_over_entry_var", "adjoint_ratio", "final_val_loss", "learned"],
 }
+JUDGED = ("claims", "demonstrations", "software_checks", "dt_ablation")  # made from runs.csv by the claims rule
 COLLECTED = ("runs", "losses", "tightness", "scale", "slopes", "metrics", "probes", "bounds", "timings")
 
 

@@ -35,7 +35,7 @@ from .bounds import bound_rows
 from .config import ConfigError, RunConfig
 from .data import get_batch, load_corpus
 from .io import save_torch, write_csv, write_json
-from .model import GPT
+from .model import GPT, last_map_parameters
 from .probes import probe
 from .runfolder import (  # noqa: F401 - RunError, TIMING_COLUMNS: part of this module's interface
     TIMING_COLUMNS, RunError, RunState, StaleCheckpoint, _diff_keys, move_aside, provenance, read_checkpoint,
@@ -90,13 +90,20 @@ def lr_at(step: int, cfg: RunConfig) -> float:
 
 
 def make_optimizer(model: GPT, cfg: RunConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only. With model.fold_dt the last maps get lr x dt, weight
+    decay / dt and eps / dt (their ``lr_scale`` is read at every step): the dt reparametrisation."""
+    t, m = cfg.train, cfg.model
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.train.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},  # gains, biases
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2),
-                             fused=device.type == "cuda")
+    folded = {id(p) for p in last_map_parameters(model)} if m.fold_dt else set()
+    groups = []
+    for is_last in (False, True):
+        k = m.dt if is_last else 1.0
+        for matrices in (True, False):
+            ps = [p for p in params if (p.ndim >= 2) == matrices and (id(p) in folded) == is_last]
+            if ps:  # gains and biases are not decayed
+                groups.append({"params": ps, "weight_decay": t.weight_decay / k if matrices else 0.0,
+                               "lr_scale": k, "eps": 1e-8 / k})
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")
 
 
 def probe_steps(cfg: RunConfig) -> list[int]:
@@ -232,11 +239,12 @@ class Run:
         # Jacobian norms cost ~jacobian_iters training steps: by default only for the trained weights
         at_final = st.step == self.cfg.train.steps
         iters = pc.jacobian_iters if (pc.jacobian_every_probe or at_final) else 0
-        result = probe(self.model, x, y, iters, pc.jacobian_tol)
+        result = probe(self.model, x, y, iters, pc.jacobian_tol, float64=pc.float64_bounds and self.builtin)
         st.probe_rows += [{"step": st.step, **r} for r in result["rows"]]
         finite = all(torch.isfinite(h).all().item() for h in result["hidden"])
         if finite and self.builtin:
-            st.bound_rows += [{"step": st.step, **r} for r in bound_rows(self.model, result)]
+            rows = bound_rows(self.model, result, pc.adjoint_sequences if at_final else 0, pc.adjoint_max_dim)
+            st.bound_rows += [{"step": st.step, **r} for r in rows]
         st.probed.append(st.step)
         st.probe_time += time.perf_counter() - t0
         return finite
@@ -264,7 +272,7 @@ class Run:
         t = self.cfg.train
         lr = lr_at(self.state.step, self.cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         batches = self.micro_batches()
         loss_sum = 0.0

@@ -34,12 +34,14 @@ rule claims:
     input:
         runs=f"{RESULTS}/tables/runs.csv",
     output:
-        **table_outputs("claims"),
+        **{f"{t}_{ext}": path for t in JUDGED for ext, path in table_outputs(t).items()},
     log:
         f"{LOGS}/claims.log",
     localrule: True
     conda:
         CONDA_ENV
+    params:
+        tables=lambda wc, output: os.path.dirname(output.claims_csv),
     script:
         "../scripts/claims_table.py"
 

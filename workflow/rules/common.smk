@@ -19,7 +19,7 @@ from lnstab.data import text_files
 from lnstab.figures import FIGURES
 from lnstab.grid import expand as expand_grid, run_config
 from lnstab.study import SUMMARY_TABLES
-from lnstab.tables import COLLECTED, TABLES, table_files
+from lnstab.tables import COLLECTED, JUDGED, TABLES, table_files
 
 validate(config, "../schemas/config.schema.yaml")
 config.setdefault("resources", {}).setdefault("train", {})
