@@ -18,6 +18,23 @@ def test_sweeps_expand_to_the_union_with_roles():
     assert all(run_id(p) == r for r, p in runs.items())
 
 
+def test_init_scale_and_fold_dt_are_grid_keys_named_only_off_their_defaults():
+    runs = expand([{"placement": ["peri"], "dt": [0.1], "fold_dt": [False, True], "init_scale": [1.0, 0.1]}])
+    assert sorted(runs) == ["peri-L4-dt0.1-wd0.1-lr0.001-s0", "peri-L4-dt0.1-wd0.1-lr0.001-s0-fold",
+                            "peri-L4-dt0.1-wd0.1-lr0.001-s0-i0.1", "peri-L4-dt0.1-wd0.1-lr0.001-s0-i0.1-fold"]
+    cfg = run_config(runs["peri-L4-dt0.1-wd0.1-lr0.001-s0-i0.1-fold"])
+    assert (cfg.model.fold_dt, cfg.model.last_map_init_scale, cfg.model.dt) == (True, 0.1, 0.1)
+    with pytest.raises(ConfigError, match="fold_dt"):
+        expand([{"fold_dt": ["yes"]}])
+
+
+def test_a_run_in_two_roles_or_two_points_under_one_id_is_an_error():
+    with pytest.raises(ConfigError, match="demonstration or a study run"):
+        expand([{"placement": ["post"]}, {"demo": "too high", "placement": ["post"]}])
+    with pytest.raises(ConfigError, match="share the run id"):
+        expand([{"dt": [0.1, 0.1000001]}])
+
+
 def test_unknown_grid_key_is_named():
     with pytest.raises(ConfigError, match="depth"):
         expand([{"depth": [3]}])
@@ -64,8 +81,8 @@ def test_summary_page_has_baselines_losses_claims_and_the_caveat():
                                           "unigram_nats": 3.3, "bigram_nats": 2.5}])}
     tables["screen_verdicts"] = pd.DataFrame([
         {"architecture": a, "role": r, "state": st, "forward": f"fwd-{a}-{st}", "backward": "uniform",
-         "weight_dependence": 1.0, "data_over_entry_var": 0.5, "adjoint_ratio": 1.0, "final_val_loss": 2.0,
-         "learned": st == "trained"}
+         "depth_exponent": 0.5, "step_factor": 1.01, "adjoint_step_factor": 1.1, "weight_homogeneity": 1.0,
+         "best_lr": 0.01, "final_val_loss": 2.0, "learned": st == "trained"}
         for a, r in (("output+rmsnorm", "candidate"), ("pre", "reference")) for st in ("init", "trained")])
     tables["wasserstein"] = pd.DataFrame([
         {"placement": "pre", "n_layer": 4, "dt": 1.0, "weight_decay": 0.1, "learned": True, "noise_scale": n,

@@ -10,27 +10,46 @@ import torch
 
 from lnstab.config import load_config
 from lnstab.model import GPT
-from lnstab.screen import (COLLAPSE_RATIO, VANISHING_ADJOINT, WEIGHT_DEPENDENCE, classify, weight_dependence)
+from lnstab.screen import (ADJOINT_STEP_WINDOW, COLLAPSE_RATIO, EXPONENTIAL_FACTOR, classify, depth_fit,
+                           load_block, screen_depths, screen_one, screen_config, verdict_rows, weight_homogeneity)
 
 from conftest import ROOT
 
+sys.path.insert(0, str(ROOT / "tests" / "blocks"))
+
 
 @pytest.mark.parametrize("numbers, expected", [
-    ((0.5, 1.0, 1.0), ("bounded independently of the weights", "uniform")),
-    ((0.5, 2.5, 1.0), ("depends on the weights", "uniform")),
-    ((COLLAPSE_RATIO / 2, 50.0, 1e-5), ("collapses", "vanishing")),
-    ((0.5, 1.0, 2 / VANISHING_ADJOINT), ("bounded independently of the weights", "exploding")),
-    ((0.5, WEIGHT_DEPENDENCE, VANISHING_ADJOINT), ("bounded independently of the weights", "uniform")),
+    ((True, 0.5, 1.0, 0.5, 1.0), ("at most linear", "uniform")),
+    ((True, 0.5, 1.1, 1.5, 1.0), ("grows faster than linearly", "uniform")),
+    ((True, 0.5, EXPONENTIAL_FACTOR, 3.0, 1.0), ("grows exponentially", "uniform")),
+    ((True, COLLAPSE_RATIO / 2, 2.0, 5.0, 0.2), ("collapses", "vanishing")),
+    ((True, 0.5, 1.0, 0.5, 1.01 * ADJOINT_STEP_WINDOW), ("at most linear", "exploding")),
+    ((True, 0.5, 1.0, 1.0, ADJOINT_STEP_WINDOW), ("at most linear", "uniform")),
+    ((False, float("nan"), float("nan"), float("nan"), float("nan")), ("diverges", "diverges")),
 ])
 def test_verdicts_follow_their_thresholds(numbers, expected):
     assert classify(*numbers) == expected
 
 
-@pytest.mark.parametrize("placement, depends", [
+def test_depth_fit_separates_polynomial_from_exponential():
+    for depths in ([2, 4, 8], [4, 8, 16]):
+        linear = depth_fit(depths, [1 + 0.5 * L for L in depths])
+        assert linear["depth_exponent"] <= 1 and linear["step_factor"] < EXPONENTIAL_FACTOR
+        # second moments of Peri-LN may grow quadratically: never "exponential" at these depths
+        quadratic = depth_fit(depths, [L ** 2 for L in depths])
+        assert quadratic["depth_exponent"] == pytest.approx(2) and quadratic["step_factor"] < EXPONENTIAL_FACTOR
+        doubling = depth_fit(depths, [2.0 ** (2 * L) for L in depths])
+        assert doubling["step_factor"] == pytest.approx(2.0)
+    assert screen_depths(8) == [2, 4, 8] and screen_depths(16) == [4, 8, 16]
+    with pytest.raises(ValueError, match="n_layer"):
+        screen_depths(3)
+
+
+@pytest.mark.parametrize("placement, homogeneous", [
     ("pre", True), ("none", True), ("mix", True),  # the step adds F's output unnormalised
     ("peri", False), ("output", False), ("post", False), ("deepnorm", False)])
 @pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
-def test_weight_dependence_separates_normalised_steps(placement, depends, norm):
+def test_weight_homogeneity_separates_normalised_steps(placement, homogeneous, norm):
     """Embeddings of unit scale (out of the eps regime), so a norm on the branch or the sum
     holds the growth whatever F's weights; without one, scaling F scales the stream."""
     cfg = load_config(None, [f"model.placement={placement}", f"model.norm={norm}", "model.n_layer=4",
@@ -42,13 +61,52 @@ def test_weight_dependence_separates_normalised_steps(placement, depends, norm):
         for name, p in model.named_parameters():
             if ".f." in name and p.ndim == 2:
                 p.normal_(0, 1 / p.shape[1] ** 0.5)
-    ratio = weight_dependence(model, torch.randint(50, (4, 16)))
-    assert (ratio > WEIGHT_DEPENDENCE) == depends, ratio
+    ratio = weight_homogeneity(model, torch.randint(50, (4, 16)))
+    assert (ratio > 2.0) == homogeneous, ratio
+
+
+TINY_SCREEN = ["model.d_model=16", "model.n_head=2", "model.block_size=16", "train.batch_size=4",
+               "train.warmup_steps=2", "train.steps=6", "train.eval_interval=3", "probe.jacobian_iters=3",
+               "probe.batch_size=2"]
+
+
+def screened(tmp_path, n_layer, block=None, placement="pre", lrs=(1e-3, 3e-3)):
+    cfg = screen_config(None, TINY_SCREEN + [f"model.n_layer={n_layer}", f"model.placement={placement}"])
+    residual = load_block(block) if block else None
+    _, numbers, trials = screen_one(block or placement, cfg, tmp_path / f"{block}-{placement}-{n_layer}", residual,
+                                    verbose=False, lrs=lrs)
+    assert len(trials) == 3 * len(lrs)  # every depth at every learning rate, all reported
+    return {v["state"]: v for v in verdict_rows(block or placement, numbers, trials)}
+
+
+@pytest.mark.parametrize("n_layer", [8, 16])
+@pytest.mark.parametrize("block, state, forward, backward", [
+    ("gated:TanhResidual", "init", "at most linear", "uniform"),  # |increment| <= dt sqrt(d)
+    ("built:Doubling", "init", "grows exponentially", "exploding"),  # (1 + dt) per sub-layer
+    ("built:Collapsing", "init", "collapses", "vanishing"),
+    ("built:Overflowing", "trained", "diverges", "diverges"),
+])
+def test_blocks_get_the_verdict_they_were_built_for_at_every_depth(tmp_path, n_layer, block, state, forward,
+                                                                    backward):
+    v = screened(tmp_path, n_layer, block, lrs=(1e-3, 3e-3) if state == "trained" else (1e-3,))
+    assert v[state]["forward"] == forward, v[state]
+    if backward:
+        assert v[state]["backward"] == backward, v[state]
+    if block == "built:Doubling":
+        assert v["init"]["step_factor"] == pytest.approx(2.0, rel=1e-3)
+        assert v["init"]["weight_homogeneity"] == pytest.approx(1.0)  # exponential, yet "weight-free"
+
+
+@pytest.mark.parametrize("n_layer", [8, 16])
+@pytest.mark.parametrize("placement", ["peri", "output"])
+def test_normalised_branches_grow_at_most_linearly_at_init(tmp_path, n_layer, placement):
+    v = screened(tmp_path, n_layer, placement=placement, lrs=(1e-3,))
+    assert (v["init"]["forward"], v["init"]["backward"]) == ("at most linear", "uniform"), v["init"]
 
 
 def test_screen_a_block_of_ones_own_from_the_command_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests" / "blocks")])}
-    small = ["--set", "model.n_layer=2", "--set", "model.d_model=16", "--set", "model.n_head=2",
+    small = ["--set", "model.n_layer=4", "--set", "model.d_model=16", "--set", "model.n_head=2",
              "--set", "model.block_size=16", "--set", "train.batch_size=4", "--set", "train.warmup_steps=2",
              "--set", "probe.jacobian_iters=3", "--set", "train.eval_interval=10"]
     res = subprocess.run([sys.executable, "-m", "lnstab", "screen", "--block", "gated:TanhResidual", "--steps", "10",
@@ -60,7 +118,9 @@ def test_screen_a_block_of_ones_own_from_the_command_line(tmp_path):
     mine = verdicts[verdicts["architecture"] == "gated:TanhResidual"]
     assert (mine["role"] == "candidate").all() and "gated:TanhResidual" in res.stdout
     # |tanh| <= 1: the growth does not follow F's weights
-    assert (mine["weight_dependence"] < WEIGHT_DEPENDENCE).all()
+    assert (mine["weight_homogeneity"] < 2.0).all()
+    trained = mine[mine["state"] == "trained"].iloc[0]
+    assert trained["trials"].count("lr") == 6 and trained["depths"] == "1,2,4"
     sub = pd.read_csv(tmp_path / "screen_sublayers.csv")
     assert sub[sub["architecture"] == "gated:TanhResidual"]["slope_bound"].isna().all()  # no theorem for it
     bad = subprocess.run([sys.executable, "-m", "lnstab", "screen", "--block", "gated:Nope", "--out", str(tmp_path)],

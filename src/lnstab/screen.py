@@ -2,21 +2,28 @@
 
 One candidate (a placement and norm, or a user's own residual sub-layer ``module:Class``
 implementing lnstab.model.Residual's interface) and the references Pre-, Peri- and Post-LN, at
-the same size, each measured at initialisation and after a short training on the built-in
-corpus (CPU minutes):
+the same width, each built at three depths (``screen_depths``: L/4, L/2 and L blocks) and
+measured at initialisation and after a short training on the built-in corpus at each of
+SCREEN_LRS (the best validation loss kept per depth, every trial reported):
 
   per sub-layer   forward moments, max_t ||branch_t|| and its bound's slope (built-in
-                  placements), adjoint norm ||p^(k)||, Jacobian-norm estimate of the branch;
+                  placements), adjoint norm ||p^(k)||, Jacobian-norm estimate of the branch
+                  (the deepest model);
   per model       a verdict table with the numbers behind each verdict:
-    forward   collapses                   top data-wise variance < COLLAPSE_RATIO x entry-wise
-              depends on the weights      the top-of-stream norm grows by more than
-                                          WEIGHT_DEPENDENCE from every matrix of F scaled by
-                                          WEIGHT_SCALE to the same scaled by WEIGHT_SCALE^2
-              bounded independently of the weights   otherwise
-    backward  vanishing / exploding / uniform: ||p^(0)|| / ||p^(K)|| below VANISHING_ADJOINT,
-              above 1 / VANISHING_ADJOINT, or between (the thresholds of lnstab.claims).
-  and whether the training learned (validation loss below the corpus's bigram baseline): the
-  verdicts after training of a model that did not learn describe an untrained model.
+    forward   diverges                    a non-finite hidden state, loss or training
+              collapses                   top data-wise variance < COLLAPSE_RATIO x entry-wise
+              grows exponentially         per-sub-layer growth factor between the two largest
+                                          depths >= EXPONENTIAL_FACTOR
+              grows faster than linearly  depth exponent a > 1 (top ||x|| / ||x^(0)|| ~ L^a)
+              at most linear              a <= 1
+    backward  per sub-layer: the geometric mean of the per-step adjoint ratios,
+              (||p^(0)|| / ||p^(K)||)^(1/K), below 1 / ADJOINT_STEP_WINDOW (vanishing), above
+              ADJOINT_STEP_WINDOW (exploding) or between (uniform): it does not change with
+              depth; ``diverges`` where the gradients are not finite.
+  Also measured, not a verdict: ``weight_homogeneity``, how the top-of-stream norm follows F's
+  matrices scaled from WEIGHT_SCALE to WEIGHT_SCALE^2 (a branch's degree of homogeneity in its
+  own weights). And whether the training learned (validation loss below the corpus's bigram
+  baseline): the verdicts after training of a model that did not learn describe an untrained model.
 """
 from __future__ import annotations
 
@@ -26,21 +33,27 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .claims import VANISHING_ADJOINT
 from .config import RunConfig, load_config
 from .model import GPT
 from .probes import moments, point_of, probe
 from .stats import COLLAPSE_RATIO
 
 REFERENCES = ("pre", "peri", "post")
-WEIGHT_SCALE = 1e3  # every matrix of every branch F multiplied by this, then by its square ...
-WEIGHT_DEPENDENCE = 2.0  # ... and the top-of-stream mean norm growing by more in between: growth depends on the weights
-# the screen's model and training unless the config says otherwise: the default study's width
-# and learning rate (Pre- and Peri-LN's), 8 blocks, 600 steps (about 30 s per architecture on
-# one CPU core)
+WEIGHT_SCALE = 1e3  # every matrix of every branch F multiplied by this, then by its square
+SCREEN_LRS = (3e-3, 1e-2)  # the short training at each; the best validation loss is kept
+# per sub-layer: a factor 1.25 compounds to 1e3 over 16 blocks (32 sub-layers) and to 2e9 over
+# GPT-2 XL's 96; no polynomial growth of degree < 2.6 reaches it between 4 and 8 blocks
+EXPONENTIAL_FACTOR = 1.25
+LINEAR_EXPONENT = 1.0  # depth exponent a at most this: at most linear (Peri-LN's bound, docs/bounds.md F2)
+# per sub-layer adjoint factor outside [1/w, w]: w = 10^(3/16) is a factor 1e3 over the screen's
+# default 8 blocks (16 sub-layers), the window of the claims' VANISHING_ADJOINT
+ADJOINT_STEP_WINDOW = 10 ** (3 / 16)
+# the screen's model and training unless the config says otherwise: the default study's width,
+# 8 blocks as the largest depth, 600 steps
 SCREEN_BASE = {
     "model": {"n_layer": 8, "d_model": 32, "n_head": 4, "block_size": 32},
     "train": {"steps": 600, "batch_size": 16, "lr": 1e-2, "warmup_steps": 30, "eval_interval": 100,
@@ -80,6 +93,14 @@ def load_block(spec: str) -> type:
     return cls
 
 
+def screen_depths(n_layer: int) -> list[int]:
+    """The three depths the screen builds: L/4, L/2 and L blocks."""
+    if n_layer < 4:
+        raise ValueError(f"model.n_layer: the screen fits growth over 3 depths (L/4, L/2, L) and needs L >= 4, "
+                         f"got {n_layer}")
+    return [n_layer // 4, n_layer // 2, n_layer]
+
+
 @torch.no_grad()
 def top_norm(model: GPT, idx: torch.Tensor) -> float:
     hidden: list[torch.Tensor] = []
@@ -87,12 +108,12 @@ def top_norm(model: GPT, idx: torch.Tensor) -> float:
     return moments(hidden[-1])["mean_norm"]
 
 
-def weight_dependence(model: GPT, idx: torch.Tensor, scale: float = WEIGHT_SCALE) -> float:
+def weight_homogeneity(model: GPT, idx: torch.Tensor, scale: float = WEIGHT_SCALE) -> float:
     """Top-of-stream mean ||x|| with every matrix of every branch F scaled by scale^2, over the
     same scaled by scale: about 1 where the growth stops following F's weights once they are
     large (a norm on the branch or the sum, or any saturating branch), about scale^2 where the
-    step adds F's output as it is (two matrices per branch). Large factors, so that a saturating
-    branch (tanh, a norm in its eps regime) has saturated at both."""
+    step adds F's output as it is (two matrices per branch). A property of the branch, not a
+    verdict on stability: a block that grows exponentially over depth whatever its weights has 1."""
     def top_at(factor):
         scaled = copy.deepcopy(model)
         with torch.no_grad():
@@ -105,17 +126,35 @@ def weight_dependence(model: GPT, idx: torch.Tensor, scale: float = WEIGHT_SCALE
     return ratio if math.isfinite(ratio) else math.inf  # an overflow: the growth follows the weights
 
 
-def classify(data_over_entry_var: float, weight_dependence: float, adjoint_ratio: float) -> tuple[str, str]:
-    """(forward verdict, backward verdict) from the three numbers behind them (module docstring)."""
+def depth_fit(depths: list[int], growth: list[float]) -> dict[str, float]:
+    """From the top-of-stream growth G(L) = mean ||x^(K)|| / mean ||x^(0)|| at each depth:
+    ``depth_exponent`` a of G ~ L^a (least squares in log-log) and ``step_factor``, the
+    per-sub-layer factor (G(L) / G(L/2))^(1 / (K - K/2)) between the two largest depths."""
+    L, G = np.asarray(depths, float), np.asarray(growth, float)
+    if len(L) < 3 or not np.all(np.isfinite(G)) or np.any(G <= 0):
+        return {"depth_exponent": math.nan, "step_factor": math.nan}
+    a = np.polynomial.polynomial.polyfit(np.log(L), np.log(G), 1)[1]
+    return {"depth_exponent": float(a), "step_factor": float((G[-1] / G[-2]) ** (1 / (2 * (L[-1] - L[-2]))))}
+
+
+def classify(finite: bool, data_over_entry_var: float, step_factor: float, depth_exponent: float,
+             adjoint_step: float) -> tuple[str, str]:
+    """(forward verdict, backward verdict) from the numbers behind them (module docstring)."""
+    if not finite:
+        return "diverges", "diverges"
     if data_over_entry_var < COLLAPSE_RATIO:
         forward = "collapses"
-    elif weight_dependence > WEIGHT_DEPENDENCE:
-        forward = "depends on the weights"
+    elif step_factor >= EXPONENTIAL_FACTOR:
+        forward = "grows exponentially"
+    elif depth_exponent > LINEAR_EXPONENT:
+        forward = "grows faster than linearly"
     else:
-        forward = "bounded independently of the weights"
-    if adjoint_ratio < VANISHING_ADJOINT:
+        forward = "at most linear"
+    if adjoint_step != adjoint_step:  # NaN: the gradients are not finite
+        backward = "diverges"
+    elif adjoint_step < 1 / ADJOINT_STEP_WINDOW:
         backward = "vanishing"
-    elif adjoint_ratio > 1 / VANISHING_ADJOINT:
+    elif adjoint_step > ADJOINT_STEP_WINDOW:
         backward = "exploding"
     else:
         backward = "uniform"
@@ -123,11 +162,20 @@ def classify(data_over_entry_var: float, weight_dependence: float, adjoint_ratio
 
 
 def measure(name: str, model: GPT, batch, state: str, cfg: RunConfig, builtin: bool) -> tuple[list[dict], dict]:
-    """Per-sub-layer rows and the verdict row of one model in one state (init or trained)."""
+    """Per-sub-layer rows and the numbers of one model in one state; a model whose hidden states,
+    loss or Jacobian estimates are not finite gives no rows and ``finite`` False."""
     from .bounds import forward_bounds
 
     idx, targets = batch
-    res = probe(model, idx, targets, cfg.probe.jacobian_iters, cfg.probe.jacobian_tol)
+    try:
+        res = probe(model, idx, targets, cfg.probe.jacobian_iters, cfg.probe.jacobian_tol)
+    except (RuntimeError, torch.linalg.LinAlgError):  # a non-finite stream breaks the Jacobian estimate
+        res = None
+    finite = res is not None and all(torch.isfinite(h).all().item() for h in res["hidden"]) \
+        and math.isfinite(res["loss"])
+    if not finite:
+        return [], {"finite": False, "growth": math.nan, "data_over_entry_var": math.nan, "adjoint_ratio": math.nan,
+                    "weight_homogeneity": math.nan, "loss": math.nan}
     slopes = forward_bounds(model, res["hidden"][0], res["weight_norms"])["slope"] if builtin else None
     adj = res["adjoint"]
     K = len(adj) - 1
@@ -141,30 +189,84 @@ def measure(name: str, model: GPT, batch, state: str, cfg: RunConfig, builtin: b
                      "slope_bound": float(slopes[k]) if slopes is not None and k else math.nan,
                      "jac_branch_est": res["jac_branch"][k - 1] if k and res["jac_branch"] else math.nan})
     top = res["moments"][-1]
-    dependence = weight_dependence(model, idx)
-    ratio = adj[0] / adj[K] if adj[K] > 0 else math.nan
-    forward, backward = classify(top["var_data"] / top["var_entry"], dependence, ratio)
-    verdict = {"architecture": name, "state": state, "forward": forward, "backward": backward,
-               "growth": top["mean_norm"] / res["moments"][0]["mean_norm"],
-               "weight_dependence": dependence, "data_over_entry_var": top["var_data"] / top["var_entry"],
-               "adjoint_ratio": ratio, "loss": res["loss"]}
-    return rows, verdict
+    return rows, {"finite": True, "growth": top["mean_norm"] / res["moments"][0]["mean_norm"],
+                  "data_over_entry_var": top["var_data"] / top["var_entry"],
+                  "adjoint_ratio": adj[0] / adj[K] if adj[K] > 0 else math.nan,
+                  "weight_homogeneity": weight_homogeneity(model, idx), "loss": res["loss"]}
 
 
-def screen_one(name: str, cfg: RunConfig, folder: Path, residual: type | None = None, verbose: bool = True):
-    """Train one architecture for cfg.train.steps into ``folder``; measure it before and after."""
+def _at_depth(cfg: RunConfig, n_layer: int, lr: float | None = None) -> RunConfig:
+    c = copy.deepcopy(cfg)
+    c.model.n_layer = n_layer
+    if lr is not None:
+        c.train.lr = lr
+    return c
+
+
+def screen_one(name: str, cfg: RunConfig, folder: Path, residual: type | None = None, verbose: bool = True,
+               lrs=SCREEN_LRS):
+    """One architecture at each depth of ``screen_depths``: measured at initialisation, trained
+    for cfg.train.steps at each of ``lrs`` into folder/L<depth>-lr<lr>, measured again; the best
+    trial per depth is the trained state. Returns (sub-layer rows of the deepest model, the
+    numbers per state and depth, the trials)."""
     from .train import Run
 
-    run = Run(cfg, folder, verbose=False, residual=residual)
-    batch = tuple(t.to(run.device) for t in run.probe_batch)
-    rows, init = measure(name, run.model, batch, "init", cfg, residual is None)
-    summary = run.fit()
-    more, trained = measure(name, run.model, batch, "trained", cfg, residual is None)
-    trained["final_val_loss"] = summary["final_val_loss"]
+    depths = screen_depths(cfg.model.n_layer)
+    rows, numbers, trials = [], [], []
+    for depth in depths:
+        best = None
+        for lr in lrs:
+            c = _at_depth(cfg, depth, lr)
+            run = Run(c, folder / f"L{depth}-lr{lr:g}", verbose=False, residual=residual)
+            batch = tuple(t.to(run.device) for t in run.probe_batch)
+            if best is None:  # the initialisation does not depend on the learning rate
+                r, init = measure(name, run.model, batch, "init", c, residual is None)
+                numbers.append({"state": "init", "n_layer": depth, **init})
+                rows += r if depth == depths[-1] else []
+            summary = run.fit()
+            r, trained = measure(name, run.model, batch, "trained", c, residual is None)
+            loss = summary["final_val_loss"]
+            ok = summary["status"] == "completed" and trained["finite"] and math.isfinite(loss)
+            trials.append({"architecture": name, "n_layer": depth, "lr": lr, "status": summary["status"],
+                           "final_val_loss": loss if ok else math.nan})
+            trained.update(finite=ok, lr=lr, final_val_loss=loss if ok else math.nan)
+            if best is None or (ok and not (best[1]["final_val_loss"] <= loss)):
+                best = (r, trained)
+        numbers.append({"state": "trained", "n_layer": depth, **best[1]})
+        rows += best[0] if depth == depths[-1] else []
     if verbose:
-        print(f"screen {name}: {trained['forward']}, backward {trained['backward']} "
-              f"(val loss {summary['final_val_loss']:.3f})", file=sys.stderr, flush=True)
-    return rows + more, [init, trained]
+        print(f"screen {name}: " + "; ".join(f"L{t['n_layer']} lr {t['lr']:g} {t['final_val_loss']:.3f}"
+                                             for t in trials), file=sys.stderr, flush=True)
+    return rows, numbers, trials
+
+
+def verdict_rows(name: str, numbers: list[dict], trials: list[dict]) -> list[dict]:
+    """One verdict row per state (init, trained) from the numbers at every depth."""
+    out = []
+    for state in ("init", "trained"):
+        per = sorted((n for n in numbers if n["state"] == state), key=lambda n: n["n_layer"])
+        deepest = per[-1]
+        finite = all(n["finite"] for n in per)
+        fit = depth_fit([n["n_layer"] for n in per], [n["growth"] for n in per]) if finite else \
+            {"depth_exponent": math.nan, "step_factor": math.nan}
+        K = 2 * deepest["n_layer"]
+        ratio = deepest["adjoint_ratio"]
+        step_adjoint = ratio ** (1 / K) if ratio == ratio and ratio >= 0 else math.nan
+        forward, backward = classify(finite, deepest["data_over_entry_var"], fit["step_factor"],
+                                     fit["depth_exponent"], step_adjoint)
+        row = {"architecture": name, "state": state, "forward": forward, "backward": backward,
+               "depths": ",".join(str(n["n_layer"]) for n in per), **fit,
+               "growth": deepest["growth"], "data_over_entry_var": deepest["data_over_entry_var"],
+               "adjoint_ratio": ratio, "adjoint_step_factor": step_adjoint,
+               "weight_homogeneity": deepest["weight_homogeneity"], "loss": deepest["loss"]}
+        if state == "trained":
+            row["best_lr"] = deepest.get("lr", math.nan)
+            row["final_val_loss"] = deepest.get("final_val_loss", math.nan)
+            row["trials"] = "; ".join(f"L{t['n_layer']} lr {t['lr']:g}: " + (
+                f"{t['final_val_loss']:.3f}" if t["final_val_loss"] == t["final_val_loss"] else t["status"])
+                for t in trials)
+        out.append(row)
+    return out
 
 
 def corpus_bigram(cfg: RunConfig) -> float:
@@ -175,11 +277,12 @@ def corpus_bigram(cfg: RunConfig) -> float:
     return cross_entropies(c.train, c.val, c.vocab_size)["bigram_nats"]
 
 
-def screen(cfg: RunConfig, folder: str | Path, block: str | None = None, verbose: bool = True
-           ) -> dict[str, pd.DataFrame]:
+def screen(cfg: RunConfig, folder: str | Path, block: str | None = None, verbose: bool = True,
+           lrs=SCREEN_LRS) -> dict[str, pd.DataFrame]:
     """The candidate of ``cfg`` (or ``block``) and the references, each trained into
-    folder/runs/<name>; returns {'sublayers', 'verdicts'}."""
+    folder/runs/<name>/; returns {'sublayers', 'verdicts'}."""
     folder = Path(folder)
+    screen_depths(cfg.model.n_layer)  # a bad depth stops before any training
     residual = load_block(block) if block else None
     name = block or (cfg.model.placement + ("" if cfg.model.norm == "layernorm" else f"+{cfg.model.norm}"))
     arches = [(name, cfg, residual)]
@@ -191,9 +294,9 @@ def screen(cfg: RunConfig, folder: str | Path, block: str | None = None, verbose
         arches.append((ref, ref_cfg, None))
     rows, verdicts = [], []
     for arch, c, res in arches:
-        r, v = screen_one(arch, c, folder / "runs" / arch.replace(":", "_"), res, verbose)
+        r, numbers, trials = screen_one(arch, c, folder / "runs" / arch.replace(":", "_"), res, verbose, lrs)
         rows += r
-        verdicts += v
+        verdicts += verdict_rows(arch, numbers, trials)
     bigram = corpus_bigram(cfg)
     for v in verdicts:
         v["role"] = "candidate" if v["architecture"] == name else "reference"
@@ -204,6 +307,7 @@ def screen(cfg: RunConfig, folder: str | Path, block: str | None = None, verbose
 
 
 def verdict_text(verdicts: pd.DataFrame) -> str:
-    shown = verdicts[["architecture", "role", "state", "forward", "backward", "growth", "weight_dependence",
-                      "data_over_entry_var", "adjoint_ratio", "final_val_loss", "learned"]]
+    shown = verdicts[["architecture", "role", "state", "forward", "backward", "depth_exponent", "step_factor",
+                      "adjoint_step_factor", "weight_homogeneity", "data_over_entry_var", "final_val_loss",
+                      "learned"]]
     return shown.to_markdown(index=False, floatfmt=".3g")

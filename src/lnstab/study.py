@@ -241,6 +241,8 @@ def make_figure(name: str, tables: dict[str, str | Path], out_stem) -> list[Path
     return save(fn(**{t: read_table(tables[t]) for t in inputs}), out_stem)
 
 
+# committed studies whose claims a summary cites where its own study does not decide them
+CITED_STUDIES = ("results/tuning", "results/extended")
 SUMMARY_TABLES = ("baselines", "runs", "losses", "claims", "demonstrations", "software_checks", "dt_ablation",
                   "tightness", "screen_verdicts", "wasserstein")
 
@@ -250,7 +252,9 @@ def write_summary(tables_dir, figdir, config: dict, out) -> None:
     from .summary import summary_markdown
 
     tables = {n: read_table(Path(tables_dir) / f"{n}.csv") for n in SUMMARY_TABLES}
-    write_text(out, summary_markdown(tables, config, os.path.relpath(figdir, Path(out).parent)))
+    others = {f"{d}/summary.md": read_table(Path(d) / "tables" / "claims.csv") for d in CITED_STUDIES
+              if (Path(d) / "tables" / "claims.csv").exists() and Path(d).resolve() != Path(out).parent.resolve()}
+    write_text(out, summary_markdown(tables, config, os.path.relpath(figdir, Path(out).parent), others))
 
 
 def sha256(path: str | Path) -> str:

@@ -67,6 +67,19 @@ def _undecided(claims: pd.DataFrame, config: dict) -> list[str]:
     return out
 
 
+def _elsewhere(claims: pd.DataFrame, others: dict[str, pd.DataFrame]) -> list[str]:
+    """The verdicts other studies' committed claims tables give to the claims not supported here."""
+    open_here = set(claims.loc[claims["verdict"] != "supported", "claim"])
+    lines = []
+    for study, table in sorted(others.items()):
+        for r in table[table["claim"].isin(open_here)].itertuples():
+            lines.append(f"- `{r.claim}` in {study}: {r.verdict} (effect {_num(r.effect)} [{_num(r.ci_low)}, "
+                         f"{_num(r.ci_high)}] over {r.seeds} seed(s)): {r.numbers}")
+    if not lines:
+        return []
+    return ["### What the other committed studies say of them", "", *lines, ""]
+
+
 def _num(v) -> str:
     return "" if v != v else f"{v:.3g}"
 
@@ -94,11 +107,15 @@ def _apart(tables: dict[str, pd.DataFrame]) -> list[str]:
 
 def _screen(verdicts: pd.DataFrame) -> list[str]:
     v = verdicts[verdicts["state"] == "trained"]
-    cols = ["architecture", "role", "forward", "backward", "weight_dependence", "data_over_entry_var",
-            "adjoint_ratio", "final_val_loss", "learned"]
-    return ["Verdicts after the screen's short training (`lnstab screen`; thresholds in docs/screen.md; at "
-            "initialisation in results/tables/screen_verdicts.md). `learned`: validation loss below the "
-            "corpus's bigram baseline; the verdicts of a model that did not learn are about an untrained model:", "",
+    cols = ["architecture", "role", "forward", "backward", "depth_exponent", "step_factor", "adjoint_step_factor",
+            "weight_homogeneity", "best_lr", "final_val_loss", "learned"]
+    return ["Verdicts after the screen's short training (`lnstab screen`: three depths, two learning rates, the "
+            "best kept; thresholds in docs/screen.md; at initialisation and every trial in "
+            "results/tables/screen_verdicts.md). Forward: the depth exponent a of the top-of-stream growth "
+            "~ L^a and the per-sub-layer growth factor between the two largest depths; backward: the "
+            "per-sub-layer adjoint factor (||p0||/||pK||)^(1/K); `weight_homogeneity` is a property of the "
+            "branch, not a verdict. `learned`: validation loss below the corpus's bigram baseline; the "
+            "verdicts of a model that did not learn are about an untrained model:", "",
             v[cols].to_markdown(index=False, floatfmt=".3g")]
 
 
@@ -121,7 +138,10 @@ def _wasserstein(w: pd.DataFrame) -> list[str]:
             table.to_markdown(index=False, floatfmt=".3g")]
 
 
-def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str) -> str:
+def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
+                     others: dict[str, pd.DataFrame] | None = None) -> str:
+    """The page; ``others``: study summary path -> that study's claims table (cited where this
+    study does not decide a claim)."""
     runs, base, losses, claims = (tables[k] for k in ("runs", "baselines", "losses", "claims"))
     study = runs[runs["role"] == "study"]
     learned = int(study["learned"].sum())
@@ -164,6 +184,7 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str)
         "",
         *_undecided(claims, config),
         "",
+        *_elsewhere(claims, others or {}),
         *_apart(tables),
         "",
         "## Screening a block before training it",

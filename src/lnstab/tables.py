@@ -50,7 +50,7 @@ SHOWN_COLUMNS = {
     "software_checks": ["check", "result", "runs_ok", "runs", "checks", "violations", "numbers"],
     "wasserstein": [k for k in PARAMS if k not in ("weight_decay",)] + ["learned", "perturbation", "method",
                                                                       "w_in", "w_out", "ratio", "rms_gain", "worst_gain"],
-    "screen_verdicts": ["architecture", "role", "state", "forward", "backward", "growth", "weight_dependence",
+    "screen_verdicts": ["architecture", "role", "state", "forward", "backward", "depth_exponent", "step_factor", "adjoint_step_factor", "weight_homogeneity",
                         "data_over_entry_var", "adjoint_ratio", "final_val_loss", "learned"],
 }
 JUDGED = ("claims", "demonstrations", "software_checks", "dt_ablation")  # made from runs.csv by the claims rule

@@ -18,7 +18,7 @@ from lnstab.config import ConfigError
 from lnstab.data import text_files
 from lnstab.figures import FIGURES
 from lnstab.grid import expand as expand_grid, run_config
-from lnstab.study import SUMMARY_TABLES
+from lnstab.study import CITED_STUDIES, SUMMARY_TABLES
 from lnstab.tables import COLLECTED, JUDGED, TABLES, table_files
 
 validate(config, "../schemas/config.schema.yaml")

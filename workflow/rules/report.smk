@@ -6,6 +6,12 @@ rule summary:
     input:
         tables=table_files(RESULTS, SUMMARY_TABLES),
         figures=FIGURE_FILES,
+        # the committed claims of the other studies, cited where this one does not decide a claim
+        cited=[
+            f"{d}/tables/claims.csv"
+            for d in CITED_STUDIES
+            if d != RESULTS and os.path.exists(f"{d}/tables/claims.csv")
+        ],
     output:
         report(
             f"{RESULTS}/summary.md",
