@@ -29,10 +29,10 @@ def test_init_scale_and_fold_dt_are_grid_keys_named_only_off_their_defaults():
 
 
 def test_a_run_in_two_roles_or_two_points_under_one_id_is_an_error():
-    with pytest.raises(ConfigError, match="demonstration or a study run"):
+    with pytest.raises(ConfigError, match=r"sweeps\[0\] and sweeps\[1\].*demonstration or a study run"):
         expand([{"placement": ["post"]}, {"demo": "too high", "placement": ["post"]}])
-    with pytest.raises(ConfigError, match="share the run id"):
-        expand([{"dt": [0.1, 0.1000001]}])
+    with pytest.raises(ConfigError, match=r"sweeps\[0\] and sweeps\[2\].*share the run id"):
+        expand([{"dt": [0.1]}, {"placement": ["peri"]}, {"dt": [0.1000001]}])
 
 
 def test_unknown_grid_key_is_named():

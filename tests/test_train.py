@@ -112,10 +112,13 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     assert not list(killed.glob("*.tmp")), "a temp file was left behind"
 
 
-@pytest.mark.parametrize("placement", ["pre", "none"])
-def test_divergence_is_a_result(tmp_path, placement):
+@pytest.mark.parametrize("placement, every", [("pre", False), ("none", False), ("none", True)])
+def test_divergence_is_a_result(tmp_path, placement, every):
+    """A blow-up ends as ``diverged`` with every file written, with the Jacobian estimates at
+    every probe too (they cannot be computed on a non-finite stream)."""
     s = train(tiny_config(f"model.placement={placement}", "train.lr=1e6", "train.grad_clip=0",
-                          "train.warmup_steps=0", "model.dt=1.0"), tmp_path / "r", verbose=False)
+                          "train.warmup_steps=0", "model.dt=1.0", f"probe.jacobian_every_probe={every}",
+                          "probe.interval=1"), tmp_path / "r", verbose=False)
     assert s["status"] == "diverged" and 0 <= s["diverged_step"] <= 30
     for name in OUTPUTS:
         assert (tmp_path / "r" / name).exists(), name
@@ -123,7 +126,8 @@ def test_divergence_is_a_result(tmp_path, placement):
     assert len(m) == s["diverged_step"] or s["diverged_step"] == 0
     # a finished (diverged) run is not retrained when asked again
     assert train(tiny_config(f"model.placement={placement}", "train.lr=1e6", "train.grad_clip=0",
-                             "train.warmup_steps=0"), tmp_path / "r", verbose=False) == s
+                             "train.warmup_steps=0", f"probe.jacobian_every_probe={every}", "probe.interval=1"),
+                 tmp_path / "r", verbose=False) == s
 
 
 def test_lr_schedule_warmup_then_cosine():

@@ -45,7 +45,7 @@ def run_id(params: dict) -> str:
 def expand(sweeps: list[dict], base: dict | None = None) -> dict[str, dict]:
     """{run_id: grid params} for every run of the sweeps, in a stable order."""
     defaults = load_config(base=base or {})
-    runs = {}
+    runs, where = {}, {}  # run id -> params, and the first sweep that made it
     for i, sweep in enumerate(sweeps):
         sweep = dict(sweep)
         role = "instability_demo" if sweep.pop("demo", None) else "study"
@@ -64,13 +64,15 @@ def expand(sweeps: list[dict], base: dict | None = None) -> dict[str, dict]:
             if not isinstance(params["fold_dt"], bool):
                 raise ConfigError(f"sweeps[{i}].fold_dt: expected true or false, got {params['fold_dt']!r}")
             rid = run_id(params)
+            both = f"sweeps[{where.get(rid)}] and sweeps[{i}]"
             if rid in runs and {k: runs[rid][k] for k in params} != params:
-                raise ConfigError(f"sweeps[{i}]: grid points {runs[rid]} and {params} share the run id {rid} "
+                raise ConfigError(f"{both}: grid points {runs[rid]} and {params} share the run id {rid} "
                                   "(values equal to 6 significant digits): make them differ there")
             if rid in runs and runs[rid]["role"] != role:
-                raise ConfigError(f"sweeps[{i}]: run {rid} is also in another sweep with role "
-                                  f"{runs[rid]['role']}; a run is either a demonstration or a study run")
+                raise ConfigError(f"{both}: run {rid} has role {runs[rid]['role']} in one and {role} in the other; "
+                                  "a run is either a demonstration or a study run")
             runs[rid] = {**params, "role": role}
+            where.setdefault(rid, i)
     return dict(sorted(runs.items()))
 
 
