@@ -47,8 +47,17 @@ RUN_DIR = f"{RESULTS}/runs/{{run}}"
 LOGS = f"{RESULTS}/logs"
 CONDA_ENV = "../../envs/environment.yaml"
 
-TABLE_FILES = table_files(RESULTS)
-FIGURE_FILES = [f"{FIGDIR}/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+# a study may leave the screen out (screen.enabled: false): its tables and figure then are not targets
+SCREENED = config["screen"]["enabled"]
+SCREEN_OUTPUTS = ("screen_verdicts", "screen_sublayers", "fig7_screen")
+TABLE_FILES = table_files(RESULTS, [t for t in TABLES if SCREENED or t not in SCREEN_OUTPUTS])
+FIGURE_FILES = [
+    f"{FIGDIR}/{f}.{ext}"
+    for f in FIGURES
+    if SCREENED or f not in SCREEN_OUTPUTS
+    for ext in ("png", "pdf")
+]
+SUMMARY_INPUTS = [t for t in SUMMARY_TABLES if SCREENED or t not in SCREEN_OUTPUTS]
 
 
 def run_labels(params):

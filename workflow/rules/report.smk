@@ -4,7 +4,7 @@
 
 rule summary:
     input:
-        tables=table_files(RESULTS, SUMMARY_TABLES),
+        tables=table_files(RESULTS, SUMMARY_INPUTS),
         figures=FIGURE_FILES,
         # the committed claims of the other studies, cited where this one does not decide a claim
         cited=[
