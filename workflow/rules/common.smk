@@ -50,7 +50,9 @@ CONDA_ENV = "../../envs/environment.yaml"
 # a study may leave the screen out (screen.enabled: false): its tables and figure then are not targets
 SCREENED = config["screen"]["enabled"]
 SCREEN_OUTPUTS = ("screen_verdicts", "screen_sublayers", "fig7_screen")
-TABLE_FILES = table_files(RESULTS, [t for t in TABLES if SCREENED or t not in SCREEN_OUTPUTS])
+TABLE_FILES = table_files(
+    RESULTS, [t for t in TABLES if SCREENED or t not in SCREEN_OUTPUTS]
+)
 FIGURE_FILES = [
     f"{FIGDIR}/{f}.{ext}"
     for f in FIGURES
