@@ -6,7 +6,7 @@ import pytest
 from lnstab.collect import collect
 from lnstab.figures import FIGURES, PLACEMENT_COLORS, pyplot, save
 from lnstab.screen import screen, screen_config
-from lnstab.study import prepare_corpus, train_grid_point, wasserstein_table
+from lnstab.study import prepare_corpus, run_wasserstein, train_grid_point, wasserstein_table
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,11 @@ def tables(tmp_path_factory):
     out["runs"]["learned"] = True
     out["baselines"] = baselines
     out["runs"].to_csv(tmp / "runs.csv", index=False)
-    out["wasserstein"] = wasserstein_table({r: tmp / r for r in grid}, tmp / "runs.csv", meta, tmp / "wasserstein",
-                                           sequences=2)
-    small = ["model.placement=output", "model.norm=rmsnorm", "model.n_layer=2", "model.d_model=16",
+    for r in grid:
+        run_wasserstein(tmp / r, meta, tmp / r / "wasserstein.csv", sequences=2)
+    out["wasserstein"] = wasserstein_table([tmp / r / "wasserstein.csv" for r in grid], tmp / "runs.csv",
+                                           tmp / "wasserstein")
+    small = ["model.placement=output", "model.norm=rmsnorm", "model.n_layer=4", "model.d_model=16",
              "model.n_head=2", "model.block_size=16", "train.steps=4", "train.batch_size=2",
              "train.warmup_steps=1", "train.eval_interval=2", "probe.batch_size=2", "probe.jacobian_iters=2"]
     screened = screen(screen_config(None, small), tmp / "screen", verbose=False)

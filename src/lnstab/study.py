@@ -168,31 +168,28 @@ def run_screen(config, overrides: list[str], block: str | None, out, tables_dir=
     return tables["verdicts"]
 
 
-def wasserstein_table(run_dirs: dict, runs_csv, meta_path, out_stem, sequences: int = 16) -> pd.DataFrame:
-    """The Wasserstein sensitivity of every completed run's final model (lnstab.wasserstein):
-    ``sequences`` validation sequences against noise-perturbed copies and against as many
-    sequences of the training split (another slice of the corpus)."""
+def run_wasserstein(folder, meta_path, out_csv, sequences: int = 16) -> pd.DataFrame:
+    """The Wasserstein sensitivity of one run's final model (lnstab.wasserstein): ``sequences``
+    validation sequences against noise-perturbed copies and against as many sequences of the
+    training split (another slice of the corpus), with the flow Jacobian's gains; one row per
+    second distribution, written to ``out_csv`` (no rows for a diverged run: no finite flow)."""
     import torch
 
     from .config import load_config
     from .data import get_batch, load_corpus
+    from .grid import ID_DEFAULTS
+    from .io import write_csv
     from .model import GPT
     from .runfolder import read_checkpoint
-    from .grid import ID_DEFAULTS
-    from .tables import PARAMS
-    from .wasserstein import flow_gains, sensitivity_rows
+    from .tables import FLOAT_FORMAT, PARAMS
+    from .wasserstein import WASSERSTEIN_COLUMNS, flow_gains, sensitivity_rows
 
-    runs = read_table(runs_csv)
-    meta = json.loads(Path(meta_path).read_text())
-    keys = [k for k in PARAMS if k in runs.columns]
+    folder = Path(folder)
+    s = json.loads((folder / "summary.json").read_text())
+    params = {**ID_DEFAULTS, **s["grid"]}
     rows = []
-    for rid, folder in sorted(run_dirs.items()):
-        folder = Path(folder)
-        s = json.loads((folder / "summary.json").read_text())
-        params = {**ID_DEFAULTS, **s["grid"]}
-        mine = runs[(runs[keys] == pd.Series({k: params[k] for k in keys})).all(axis=1)].iloc[0]
-        if s["status"] != "completed":
-            continue  # a diverged run has no finite flow to measure
+    if s["status"] == "completed":
+        meta = json.loads(Path(meta_path).read_text())
         ck = read_checkpoint(folder / "ckpt.pt")
         cfg = load_config(base=ck["config"])
         model = GPT(cfg.model)
@@ -203,13 +200,28 @@ def wasserstein_table(run_dirs: dict, runs_csv, meta_path, out_stem, sequences: 
         idx, _ = get_batch(corpus.val, sequences, cfg.model.block_size, gen)
         other, _ = get_batch(corpus.train, sequences, cfg.model.block_size, gen)
         gains = flow_gains(model, idx)
-        for row in sensitivity_rows(model, idx, other):
-            rows.append({**{k: params[k] for k in keys}, "role": mine["role"], "learned": bool(mine["learned"]),
-                         **row, **gains})
-        print(f"{rid}: ratios " + ", ".join(f"{r['perturbation']} {r['ratio']:.3g}" for r in rows[-4:])
+        rows = [{**{k: params[k] for k in PARAMS}, **row, **gains} for row in sensitivity_rows(model, idx, other)]
+        print(f"{folder.name}: ratios " + ", ".join(f"{r['perturbation']} {r['ratio']:.3g}" for r in rows)
               + f"; flow Jacobian gain rms {gains['rms_gain']:.3g}, worst direction {gains['worst_gain']:.3g}",
               flush=True)
-    table = pd.DataFrame(rows).sort_values(keys + ["perturbation"]).reset_index(drop=True)
+    df = pd.DataFrame(rows, columns=PARAMS + list(WASSERSTEIN_COLUMNS))
+    write_csv(out_csv, df, float_format=FLOAT_FORMAT)
+    return df
+
+
+def wasserstein_table(per_run_csvs, runs_csv, out_stem) -> pd.DataFrame:
+    """Every run's Wasserstein rows (``run_wasserstein``) in one table, with each run's role and
+    whether it learned (from runs.csv)."""
+    from .tables import PARAMS
+
+    runs = read_table(runs_csv)
+    parts = [df for df in (read_table(p) for p in sorted(map(str, per_run_csvs))) if len(df)]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PARAMS)
+    real = {k: float for k in ("dt", "weight_decay", "lr", "init_scale")}  # "1" reads back as an integer
+    table = table.astype(real).merge(runs[PARAMS + ["role", "learned"]].astype(real), on=PARAMS, how="left")
+    cols = PARAMS + ["role", "learned"] + [c for c in table.columns if c not in PARAMS + ["role", "learned"]]
+    table = table[cols].assign(learned=lambda t: t["learned"].astype(bool))
+    table = table.sort_values(PARAMS + ["perturbation"]).reset_index(drop=True)
     write_table(table, out_stem)
     return table
 

@@ -33,6 +33,9 @@ NOISE_SCALES = (0.01, 0.1, 1.0)  # noise std relative to the rms entry of the em
 MAX_EXACT_POINTS = 4096  # exact OT is O(n^3); beyond this, sliced Wasserstein
 PROJECTIONS = 256  # directions of the sliced distance
 SEED = 0
+# the columns of one row of ``sensitivity_rows`` and ``flow_gains``
+WASSERSTEIN_COLUMNS = ("perturbation", "noise_scale", "points", "method", "w_in", "w_out", "w_in_se", "w_out_se",
+                       "ratio", "rms_gain", "worst_gain")
 FLOW_GAIN_SEQUENCES = 2  # sequences whose flow Jacobian is formed (dense, (T d)^2 float64 entries)
 FLOW_GAIN_MAX_DIM = 2048  # above this T d the gains are not computed (NaN), never estimated
 

@@ -46,21 +46,35 @@ rule claims:
         "../scripts/claims_table.py"
 
 
+rule wasserstein_run:
+    input:
+        summary=f"{RUN_DIR}/summary.json",
+        meta=rules.corpus.output.meta,
+    output:
+        f"{RUN_DIR}/wasserstein.csv",
+    log:
+        f"{LOGS}/wasserstein/{{run}}.log",
+    conda:
+        CONDA_ENV
+    threads: BASE.get("train", {}).get("threads", 1)
+    params:
+        folder=lambda wc, input: os.path.dirname(input.summary),
+    script:
+        "../scripts/wasserstein_table.py"
+
+
 rule wasserstein:
     input:
-        summaries=expand(f"{RUN_DIR}/summary.json", run=RUNS),
+        per_run=expand(f"{RUN_DIR}/wasserstein.csv", run=RUNS),
         runs=f"{RESULTS}/tables/runs.csv",
-        meta=rules.corpus.output.meta,
     output:
         **table_outputs("wasserstein"),
     log:
         f"{LOGS}/wasserstein.log",
+    localrule: True
     conda:
         CONDA_ENV
     params:
-        run_dirs=lambda wc, input: {
-            r: os.path.dirname(s) for r, s in zip(RUNS, input.summaries)
-        },
         stem=lambda wc, output: os.path.splitext(output.csv)[0],
     script:
         "../scripts/wasserstein_table.py"

@@ -1,13 +1,19 @@
-"""Trained models -> Wasserstein sensitivity table. Standalone: python wasserstein_table.py config/config.yaml"""
+"""Trained models -> Wasserstein sensitivity: one run (rule wasserstein_run), or every run's rows in
+one table (rule wasserstein). Standalone: python wasserstein_table.py config/config.yaml"""
 import sys
 
-from lnstab.study import load_study, redirect_output, wasserstein_table
+from lnstab.study import load_study, redirect_output, run_wasserstein, wasserstein_table
 
 if "snakemake" in globals():
     redirect_output(snakemake.log[0])
-    wasserstein_table(snakemake.params.run_dirs, snakemake.input.runs, snakemake.input.meta, snakemake.params.stem)
+    if snakemake.rule == "wasserstein_run":
+        run_wasserstein(snakemake.params.folder, snakemake.input.meta, snakemake.output[0])
+    else:
+        wasserstein_table(snakemake.input.per_run, snakemake.input.runs, snakemake.params.stem)
 elif __name__ == "__main__":
     cfg, runs = load_study(sys.argv[1])
     results = cfg.get("results", "results")
-    wasserstein_table({r: f"{results}/runs/{r}" for r in runs}, f"{results}/tables/runs.csv",
-                      f"{results}/data/meta.json", f"{results}/tables/wasserstein")
+    for r in runs:
+        run_wasserstein(f"{results}/runs/{r}", f"{results}/data/meta.json", f"{results}/runs/{r}/wasserstein.csv")
+    wasserstein_table([f"{results}/runs/{r}/wasserstein.csv" for r in runs], f"{results}/tables/runs.csv",
+                      f"{results}/tables/wasserstein")
