@@ -73,8 +73,9 @@ def _elsewhere(claims: pd.DataFrame, others: dict[str, pd.DataFrame]) -> list[st
     lines = []
     for study, table in sorted(others.items()):
         for r in table[table["claim"].isin(open_here)].itertuples():
-            lines.append(f"- `{r.claim}` in {study}: {r.verdict} (effect {_num(r.effect)} [{_num(r.ci_low)}, "
-                         f"{_num(r.ci_high)}] over {r.seeds} seed(s)): {r.numbers}")
+            effect = (f"effect {_num(r.effect)} [{_num(r.ci_low)}, {_num(r.ci_high)}] over {r.seeds} seed(s)"
+                      if hasattr(r, "effect") else f"{r.holds}/{r.checked}, a table older than effects and intervals")
+            lines.append(f"- `{r.claim}` in {study}: {r.verdict} ({effect}): {r.numbers}")
     if not lines:
         return []
     return ["### What the other committed studies say of them", "", *lines, ""]
