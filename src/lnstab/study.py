@@ -263,8 +263,9 @@ def write_summary(tables_dir, figdir, config: dict, out) -> None:
     """results/summary.md: the study on one page (lnstab.summary)."""
     from .summary import summary_markdown
 
-    tables = {n: read_table(Path(tables_dir) / f"{n}.csv") for n in SUMMARY_TABLES
-              if n != "screen_verdicts" or config.get("screen", {}).get("enabled", True)}
+    left_out = {"screen_verdicts": not config.get("screen", {}).get("enabled", True),
+                "wasserstein": not config.get("wasserstein", {}).get("enabled", True)}
+    tables = {n: read_table(Path(tables_dir) / f"{n}.csv") for n in SUMMARY_TABLES if not left_out.get(n)}
     others = {f"{d}/summary.md": read_table(Path(d) / "tables" / "claims.csv") for d in CITED_STUDIES
               if (Path(d) / "tables" / "claims.csv").exists() and Path(d).resolve() != Path(out).parent.resolve()}
     write_text(out, summary_markdown(tables, config, os.path.relpath(figdir, Path(out).parent), others))

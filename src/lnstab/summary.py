@@ -196,12 +196,14 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
         "",
         "## Wasserstein sensitivity of the trained flow",
         "",
-        *_wasserstein(tables["wasserstein"]),
+        *(_wasserstein(tables["wasserstein"]) if "wasserstein" in tables else
+          ["This study has no Wasserstein stage (`wasserstein.enabled: false`); the default study's is in "
+           "results/summary.md and results/tables/wasserstein.md."]),
         "",
         "## Figures and the paper's figures they mirror",
         "",
         *[f"- [{name}]({figdir}/{name}.png): {what}" for name, what in FIGURE_MAP.items()
-          if name != "fig7_screen" or "screen_verdicts" in tables],
+          if {"fig7_screen": "screen_verdicts", "fig8_wasserstein": "wasserstein"}.get(name, "runs") in tables],
         "",
         "## Caveat",
         "",

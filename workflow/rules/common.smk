@@ -24,6 +24,7 @@ from lnstab.tables import COLLECTED, JUDGED, TABLES, table_files
 validate(config, "../schemas/config.schema.yaml")
 config.setdefault("resources", {}).setdefault("train", {})
 config.setdefault("screen", {})
+config.setdefault("wasserstein", {})
 validate(config, "../schemas/config.schema.yaml")  # second pass fills nested defaults
 
 RESULTS = config["results"].rstrip("/")
@@ -47,19 +48,21 @@ RUN_DIR = f"{RESULTS}/runs/{{run}}"
 LOGS = f"{RESULTS}/logs"
 CONDA_ENV = "../../envs/environment.yaml"
 
-# a study may leave the screen out (screen.enabled: false): its tables and figure then are not targets
-SCREENED = config["screen"]["enabled"]
-SCREEN_OUTPUTS = ("screen_verdicts", "screen_sublayers", "fig7_screen")
-TABLE_FILES = table_files(
-    RESULTS, [t for t in TABLES if SCREENED or t not in SCREEN_OUTPUTS]
-)
+# a study may leave the screen or the Wasserstein stage out (screen.enabled, wasserstein.enabled:
+# false): their tables and figures then are not targets
+LEFT_OUT = (
+    ()
+    if config["screen"]["enabled"]
+    else ("screen_verdicts", "screen_sublayers", "fig7_screen")
+) + (() if config["wasserstein"]["enabled"] else ("wasserstein", "fig8_wasserstein"))
+TABLE_FILES = table_files(RESULTS, [t for t in TABLES if t not in LEFT_OUT])
 FIGURE_FILES = [
     f"{FIGDIR}/{f}.{ext}"
     for f in FIGURES
-    if SCREENED or f not in SCREEN_OUTPUTS
+    if f not in LEFT_OUT
     for ext in ("png", "pdf")
 ]
-SUMMARY_INPUTS = [t for t in SUMMARY_TABLES if SCREENED or t not in SCREEN_OUTPUTS]
+SUMMARY_INPUTS = [t for t in SUMMARY_TABLES if t not in LEFT_OUT]
 
 
 def run_labels(params):
