@@ -246,3 +246,24 @@ def test_dt_ablation_lists_the_variants():
 def test_every_claim_is_untested_on_an_empty_study():
     empty = table([run("pre", learned=False, bound_checks=0)])
     assert set(claims_table(empty)["verdict"]) == {"untested"}
+
+
+def test_readme_quotes_the_committed_verdicts():
+    """The README's studies table quotes each committed study's verdicts: they equal its claims.csv."""
+    import re
+
+    from conftest import ROOT
+
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `config/(\w+)\.yaml`[^|]*\|(.*)$",
+                                                        (ROOT / "README.md").read_text(), re.M)}
+    checked = 0
+    for study, results in (("config", "results"), ("extended", "results/extended"), ("tuning", "results/tuning")):
+        path = ROOT / results / "tables" / "claims.csv"
+        if not path.exists() or study not in rows:
+            continue
+        table = pd.read_csv(path).set_index("claim")
+        quoted = dict(re.findall(r"`(\w+)` (supported|mixed|refuted|undecided|untested)", rows[study]))
+        for claim, verdict in quoted.items():
+            assert table.loc[claim, "verdict"] == verdict, (study, claim)
+        checked += len(quoted)
+    assert checked > 0

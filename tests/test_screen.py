@@ -126,3 +126,11 @@ def test_screen_a_block_of_ones_own_from_the_command_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "lnstab", "screen", "--block", "gated:Nope", "--out", str(tmp_path)],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "gated:Nope" in bad.stderr
+
+
+def test_screen_rejects_zero_steps_and_too_shallow_a_model(tmp_path):
+    for args, key in ((["--steps", "0"], "train.steps"), (["--set", "model.n_layer=2"], "model.n_layer")):
+        res = subprocess.run([sys.executable, "-m", "lnstab", "screen", *args, "--out", str(tmp_path / "s")],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and key in res.stderr, res.stderr[-2000:]
+        assert not (tmp_path / "s" / "runs").exists()  # nothing trained

@@ -36,11 +36,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="model-FLOPs utilisation assumed (default 0.35: docs/benchmarks.md)")
     pl.add_argument("--vocab-size", type=int, help="vocabulary, where base.model.vocab_size is unset")
     pl.add_argument("--csv", metavar="FILE", help="also write the per-job table as CSV")
-    sc = sub.add_parser("screen", help="screen an architecture against Pre/Peri/Post-LN: verdicts at init and after a short training")
+    sc = sub.add_parser("screen", help="screen an architecture against Pre/Peri/Post-LN at three depths: verdicts "
+                        "at init and after a short training at two learning rates")
     sc.add_argument("config", nargs="?", help="YAML run config (the screen's defaults fill the rest: lnstab.screen)")
     sc.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="e.g. --set model.placement=output --set model.norm=rmsnorm (repeatable)")
-    sc.add_argument("--steps", type=int, help="training steps (default 300)")
+    sc.add_argument("--steps", type=int, help="training steps at each depth and learning rate (default 600, "
+                    "lnstab.screen.SCREEN_BASE; at least 1)")
     sc.add_argument("--block", metavar="MODULE:CLASS", help="your own residual sub-layer (lnstab.model.Residual's interface)")
     sc.add_argument("--out", default="results/screen", help="folder for the tables, the figure and the runs")
     cm = sub.add_parser("check-manifest", help="compare files with a sha256 manifest (exit 1 if any differ)")
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 def screen(args) -> int:
     from .study import run_screen
 
-    overrides = args.overrides + ([f"train.steps={args.steps}"] if args.steps else [])
+    overrides = args.overrides + ([f"train.steps={args.steps}"] if args.steps is not None else [])
     try:
         verdicts = run_screen(args.config, overrides, args.block, args.out)
     except (ConfigError, ValueError, OSError) as e:
