@@ -74,8 +74,8 @@ CLAIMS: dict[str, Claim] = {}
 EXTENDED = "config/extended.yaml (8-48 blocks, 1,000 steps, 3 seeds, about an hour on 2 cores)"
 GPU = "config/gpu.yaml (48 blocks of width 512, on one GPU)"
 PAPER = "config/paper.yaml (GPT-2 scale, GPU-hours: docs/plans/paper.md)"
-TUNING = ("config/tuning.yaml (3 learning rates x 2 last-map init scales for every placement, 3 seeds, "
-          "8 blocks)")
+TUNING = ("config/tuning.yaml (every placement at the same 12 trials: 3 learning rates x 2 last-map init scales "
+          "x dt 1 and 0.1; 3 seeds; 4 blocks)")
 DEEPER = (EXTENDED, GPU, PAPER)
 
 

@@ -117,11 +117,21 @@ def _screen(verdicts: pd.DataFrame) -> list[str]:
             "per-sub-layer adjoint factor (||p0||/||pK||)^(1/K); `weight_homogeneity` is a property of the "
             "branch, not a verdict. `learned`: validation loss below the corpus's bigram baseline; the "
             "verdicts of a model that did not learn are about an untrained model:", "",
-            v[cols].to_markdown(index=False, floatfmt=".3g")]
+            v[cols].astype(object).map(_shown).to_markdown(index=False)]
+
+
+def last_maps(r) -> str:
+    """How a run's branch last maps were set: default, init scaled, or dt folded into them."""
+    if getattr(r, "fold_dt", False):
+        return "dt folded"
+    scale = getattr(r, "init_scale", 1.0)
+    return "default" if scale == 1 else f"init x{scale:g}"
 
 
 def _wasserstein(w: pd.DataFrame) -> list[str]:
     w = w[w["learned"].astype(bool)]
+    if "init_scale" in w:  # the default last maps: the ablation and tuning variants are in the table
+        w = w[(w["init_scale"] == 1) & ~w["fold_dt"].astype(bool)]
     if w.empty:
         return ["No run learned; results/tables/wasserstein.md has the flows of those that did not."]
     L = int(w["n_layer"].max())
@@ -150,7 +160,8 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
     lt["val loss"] = ["no finite loss" if m != m else (f"{m:.3f} ± {s:.3f}" if s == s else f"{m:.3f}")
                       for m, s in zip(lt["val_loss_mean"], lt["val_loss_std"])]
     lt["learned"] = lt["learned"].astype(str) + "/" + lt["seeds"].astype(str)
-    lt = lt[["placement", "n_layer", "dt", "weight_decay", "lr", "role", "val loss", "learned"]]
+    lt["last maps"] = [last_maps(r) for r in lt.itertuples()]
+    lt = lt[["placement", "n_layer", "dt", "weight_decay", "lr", "last maps", "role", "val loss", "learned"]]
     cl = claims[["claim", "verdict", "effect", "ci_low", "ci_high", "seeds", "holds", "checked", "numbers"]]
     parts = [
         "# lnstab study summary",
