@@ -169,14 +169,16 @@ def test_small_dt_adjoints_and_spread_are_judged_apart():
     assert result("small_dt_uniform_adjoints", two)[0] == "supported"
 
 
-def tuning_runs(best, lrs=(3e-3, 6e-3, 1e-2), scales=(1.0, 0.1), placements=("pre", "peri", "post"), dt=1.0):
+def tuning_runs(best, lrs=(3e-3, 6e-3, 1e-2), scales=(1.0, 0.1), placements=("pre", "peri", "post"), dt=1.0,
+                best_trial=2):
     """Every placement at every lr x init scale x seed; ``best[p]`` the loss of p's best trial per
     seed, every other trial 0.3 worse."""
     rows = []
     for p in placements:
         for i, (lr, sc) in enumerate((lr, sc) for lr in lrs for sc in scales):
             for s, v in enumerate(best[p]):
-                rows.append(run(p, lr=lr, init_scale=sc, seed=s, dt=dt, final_val_loss=v + (0 if i == 2 else 0.3)))
+                rows.append(run(p, lr=lr, init_scale=sc, seed=s, dt=dt,
+                                final_val_loss=v + (0 if i == best_trial else 0.3)))
     return table(rows)
 
 
@@ -203,7 +205,10 @@ def test_peri_loss_competitive_reports_peri_against_pre_at_dt_1():
     worse_at_1 = {**good, "peri": [2.12, 2.13, 2.14]}
     t = pd.concat([tuning_runs(good, dt=0.1), tuning_runs(worse_at_1)])
     ev = CLAIMS["peri_loss_competitive"].test(t)
-    assert "at dt 1: peri - pre +0.120" in ev.numbers
+    assert "at dt 1: peri - pre +0.12 nats" in ev.numbers
+    assert "edge of the grid" not in ev.numbers  # every best trial at the middle learning rate
+    edge = CLAIMS["peri_loss_competitive"].test(tuning_runs(good, best_trial=0))  # at lr 3e-3, the grid's lowest
+    assert "best lr at the edge of the grid for peri, post, pre" in edge.numbers
 
 
 def test_decide_reads_the_side_of_the_claim():

@@ -332,11 +332,15 @@ def peri_loss_competitive(runs):
         holds += bool(rel.mean() <= LOSS_TOLERANCE)
         line = (f"L{depth}: peri {peri.mean():.3f} vs {other_name} {other.mean():.3f} (lr {other_cfg['lr']:g}, "
                 f"dt {other_cfg['dt']:g}, init x{other_cfg['init_scale']:g}), relative {rel.mean():+.3f}")
+        edge = [p for p in best_dt.index if _best_per_seed(j, p, depth)[1]["lr"] in
+                (tried[(tried["placement"] == p) & (tried["n_layer"] == depth)]["lr"].agg(["min", "max"]).tolist())]
+        if edge:  # the optimum may lie outside the grid: an equal budget, not a converged tuning
+            line += f"; best lr at the edge of the grid for {', '.join(sorted(edge))}"
         if {1.0} <= set(b[b["placement"] == "peri"]["dt"]) & set(b[b["placement"] == "pre"]["dt"]):
             p1, pre1 = _best_per_seed(j, "peri", depth, 1.0)[0], _best_per_seed(j, "pre", depth, 1.0)[0]
             d1 = (p1 - pre1).dropna()
             ev = Evidence(0, 1, "", d1).interval()
-            line += f"; at dt 1: peri - pre {ev[0]:+.3f} nats [{ev[1]:+.3f}, {ev[2]:+.3f}]"
+            line += f"; at dt 1: peri - pre {ev[0]:+.2g} nats [{ev[1]:+.2g}, {ev[2]:+.2g}] over {ev[3]} seeds"
         parts.append(line)
     if not per_depth:
         return Evidence(0, 0, "; ".join(needs) or "needs learned Peri-LN and another placement at one depth",
