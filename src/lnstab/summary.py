@@ -72,7 +72,7 @@ def _elsewhere(claims: pd.DataFrame, others: dict[str, pd.DataFrame]) -> list[st
     open_here = set(claims.loc[claims["verdict"] != "supported", "claim"])
     lines = []
     for study, table in sorted(others.items()):
-        for r in table[table["claim"].isin(open_here)].itertuples():
+        for r in table[table["claim"].isin(open_here) & (table["verdict"] != "untested")].itertuples():
             effect = (f"effect {_num(r.effect)} [{_num(r.ci_low)}, {_num(r.ci_high)}] over {r.seeds} seed(s)"
                       if hasattr(r, "effect") else f"{r.holds}/{r.checked}, a table older than effects and intervals")
             lines.append(f"- `{r.claim}` in {study}: {r.verdict} ({effect}): {r.numbers}")
