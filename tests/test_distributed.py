@@ -145,5 +145,11 @@ def test_stop_signal_checkpoints_and_the_retry_loses_nothing(tmp_path, sig):
     if sig == signal.SIGUSR1:  # the same checkpoint resumed on 2 ranks
         res = lnstab("train", "--out", str(tmp_path / "stopped_2"), "--quiet", *args, nproc=2, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
-        assert max_relative_difference(tmp_path / "whole", tmp_path / "stopped_2") < 1e-5
+        # two ranks average two half-batch gradients: the same training up to rounding, which 180
+        # steps amplify. The floor: what a change of rounding alone (the explicit attention instead
+        # of the fused kernel) does to the same one-process training on this machine
+        train(tiny_config("train.steps=200", "train.ckpt_interval=0", "train.batch_size=8",
+                          "model.fused_attention=false"), tmp_path / "rounding", verbose=False)
+        floor = max_relative_difference(tmp_path / "whole", tmp_path / "rounding")
+        assert max_relative_difference(tmp_path / "whole", tmp_path / "stopped_2") <= max(1e-5, 10 * floor), floor
         assert json.loads((tmp_path / "stopped_2" / "summary.json").read_text())["resumed_from_step"] == step

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -234,17 +233,12 @@ def step_jacobian(step, x: torch.Tensor, tokenwise: bool = False) -> torch.Tenso
 
 def spectral_norm_exact(S: torch.Tensor) -> float:
     """||S||_2 of a dense float64 matrix, or the largest over a stack of diagonal blocks: the square
-    root of the top eigenvalue of S^T S from a symmetric eigensolver (LAPACK's dsyevx for the top
-    one alone; backward stable, relative error ~ n u, within the allowance)."""
+    root of the top eigenvalue of S^T S from torch's symmetric eigensolver (backward stable:
+    relative error ~ n u, within the allowance). torch's LAPACK runs on torch's threads, which the
+    config sets (train.threads): numpy's BLAS would follow the environment and change the last bits."""
     S = S.detach().cpu()
     G = S.transpose(-1, -2) @ S
-    if G.ndim == 3:
-        top = torch.linalg.eigvalsh(G)[:, -1].max().item()
-    else:
-        n = G.shape[0]
-        top = float(scipy.linalg.eigh(G.numpy(), eigvals_only=True, subset_by_index=[n - 1, n - 1],
-                                      driver="evx")[0])
-    return math.sqrt(max(top, 0.0))
+    return torch.linalg.eigvalsh(G)[..., -1].max().clamp_min(0).sqrt().item()
 
 
 def _apply(S: torch.Tensor, M: torch.Tensor) -> torch.Tensor:

@@ -192,6 +192,7 @@ def run_wasserstein(folder, meta_path, out_csv, sequences: int = 16) -> pd.DataF
         meta = json.loads(Path(meta_path).read_text())
         ck = read_checkpoint(folder / "ckpt.pt")
         cfg = load_config(base=ck["config"])
+        torch.set_num_threads(cfg.train.threads)  # as the training did: the bytes do not follow the environment
         model = GPT(cfg.model)
         model.load_state_dict(ck["model"])
         corpus = load_corpus(cfg.data, cfg.model.vocab_size, {"fingerprint": meta["fingerprint"],
