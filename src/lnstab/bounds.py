@@ -289,6 +289,7 @@ def adjoint_rows(model: GPT, hidden: list[torch.Tensor], adjoints: list[torch.Te
 
 
 def _row(point, layer, k, q, value, lower, bound, kind, rtol):
+    value, lower, bound = float(value), float(lower), float(bound)  # plain floats: checkpoints load weights_only
     if math.isnan(bound):
         ratio = float("nan")
     else:

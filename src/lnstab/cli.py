@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--restart", action="store_true",
                     help="if DIR holds a checkpoint of another config or other data, move it to "
                          "DIR/superseded/<n>/ and train again (default: stop with a message)")
+    tr.add_argument("--allow-other-code", action="store_true",
+                    help="resume a run that another lnstab version or git commit trained so far (each "
+                         "segment is recorded in provenance.json; default: stop with a message)")
     sh = sub.add_parser("show-config", help="print the resolved config as YAML and exit")
     sh.add_argument("config", nargs="?")
     sh.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         from .train import PREEMPTED_EXIT, Preempted, RunError, train
 
         try:
-            summary = train(cfg, args.out, verbose=not args.quiet, restart_stale=args.restart)
+            summary = train(cfg, args.out, verbose=not args.quiet, restart_stale=args.restart,
+                            allow_other_code=args.allow_other_code)
         except RunError as e:
             print(f"lnstab: {e}", file=sys.stderr)
             return 2

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ METRIC_COLUMNS = ["step", "train_loss", "val_loss", "learning_rate", "grad_norm"
 PROBE_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "value"]
 BOUND_COLUMNS = ["step", "point", "layer", "sublayer", "quantity", "measured", "lower", "bound",
                  "ratio", "kind", "violation"]
+RUN_FILES = ("ckpt.pt", "metrics.csv", "probes.csv", "bounds.csv", "summary.json", "provenance.json")
 # columns that measure time, not the model: excluded from determinism comparisons
 TIMING_COLUMNS = ("tokens_per_s", "elapsed_s")
 
@@ -55,12 +57,33 @@ class RunState:
     train_time: float = 0.0  # seconds in training steps (excludes probes and evaluation)
     probe_time: float = 0.0
     eval_time: float = 0.0
+    # one entry per process that trained part of the run (lnstab.runfolder.segment): a resumed run
+    # says which steps ran where, on how many processes, with which code
+    segments: list[dict] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)  # the machine and software of the latest segment
+    summary: dict | None = None  # summary.json of a finished run, as written: a hand edit is rewritten
+
+
+def refuse_links(out: Path) -> None:
+    """A run writes only its own files: a symbolic link where one belongs would redirect a write
+    (or the lock's truncation) outside the folder."""
+    for name in RUN_FILES + (".lock",):
+        if (out / name).is_symlink():
+            raise RunError(f"{out / name} is a symbolic link; a run folder holds its own files: "
+                           "remove the link (or use another output folder)")
 
 
 def read_checkpoint(path: Path) -> dict:
-    """The checkpoint at ``path``, or a RunError naming it (truncated, random, empty, foreign)."""
-    try:  # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+    """The checkpoint at ``path``, or a RunError naming it (truncated, random, empty, damaged,
+    foreign). Every record's CRC-32 is verified (torch.load does not), and the file is unpickled
+    with weights_only: a planted file cannot run code."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise ValueError(f"record {damaged} fails its CRC-32 check (damaged on disk)")
+        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
+        ck = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
             raise ValueError("not an lnstab checkpoint")
         return ck
@@ -70,27 +93,44 @@ def read_checkpoint(path: Path) -> dict:
                        "delete it (or move it aside) to train this run again from step 0") from None
 
 
+def numpy_rng_state() -> tuple:
+    """numpy's global RNG state with its key array as a tensor (weights_only loads it)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
+
+
+def set_numpy_rng_state(state: tuple) -> None:
+    name, keys, pos, has_gauss, gauss = state
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+
+
 def run_tables(state: RunState) -> dict[str, pd.DataFrame]:
     return {"metrics.csv": pd.DataFrame(state.metrics, columns=METRIC_COLUMNS),
             "probes.csv": pd.DataFrame(state.probe_rows, columns=PROBE_COLUMNS),
             "bounds.csv": pd.DataFrame(state.bound_rows, columns=BOUND_COLUMNS)}
 
 
-def repair_outputs(out: Path, tables: dict[str, pd.DataFrame], summary) -> list[str]:
-    """Rewrite every table that is missing or differs from ``tables`` (deleted, truncated,
-    edited), and summary.json (from the callable ``summary``) if it is missing or unreadable.
-    Returns the names rewritten."""
+def _json_or_none(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def repair_outputs(out: Path, tables: dict[str, pd.DataFrame], documents: dict[str, dict]) -> list[str]:
+    """Rewrite every table that is missing or differs from ``tables``, and every JSON file of
+    ``documents`` (summary.json, provenance.json: what the checkpoint implies) that is missing,
+    unreadable or differs (deleted, truncated, edited). Returns the names rewritten."""
     fixed = []
     for name, df in tables.items():
         path = out / name
         if not path.exists() or path.read_text() != df.to_csv(index=False, lineterminator="\n"):
             write_csv(path, df)
             fixed.append(name)
-    try:
-        json.loads((out / "summary.json").read_text())
-    except (OSError, ValueError):
-        write_json(out / "summary.json", summary())
-        fixed.append("summary.json")
+    for name, doc in documents.items():
+        if _json_or_none(out / name) != json.loads(json.dumps(doc, default=str)):
+            write_json(out / name, doc)
+            fixed.append(name)
     return fixed
 
 
@@ -123,6 +163,9 @@ def run_summary(state: RunState, cfg: RunConfig, model, device: torch.device, re
         "probe_overhead": st.probe_time / total if total else 0.0,
         "tokens_per_s": steps_done * cfg.train.batch_size * cfg.model.block_size / max(st.train_time, 1e-9),
         "resumed_from_step": resumed_from,
+        # which steps ran on how many processes with which code (provenance.json has the rest)
+        "segments": [{k: seg[k] for k in ("from_step", "to_step", "world_size", "lnstab_version", "git_commit")}
+                     for seg in st.segments],
     }
     if grid is not None:
         summary["grid"] = grid
@@ -142,13 +185,25 @@ def git_commit() -> str:
         return "unknown"
 
 
+def segment(step: int, device: torch.device, world_size: int) -> dict:
+    """One process's part of a run: from which step, on what, with which code (to_step is set
+    at every checkpoint)."""
+    return {"from_step": step, "to_step": step, "world_size": world_size, "lnstab_version": __version__,
+            "git_commit": git_commit(), "host": socket.gethostname(), "device": str(device)}
+
+
+def same_code(a: dict, b: dict) -> bool:
+    return (a["lnstab_version"], a["git_commit"]) == (b["lnstab_version"], b["git_commit"])
+
+
 def provenance(cfg: RunConfig, device: torch.device, corpus, world_size: int = 1) -> dict:
+    """The config, machine and software of this process (provenance.json adds every segment)."""
     info = {
         "config": cfg.to_dict(),
         "lnstab_version": __version__,
         "git_commit": git_commit(),
         "python": sys.version.split()[0],
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a str subclass: plain, so checkpoints load weights_only
         "numpy": np.__version__,
         "pandas": pd.__version__,
         "platform": platform.platform(),
@@ -182,7 +237,11 @@ def run_lock(out: Path):
     message naming the holder instead of writing into the same files."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / ".lock"
-    f = open(path, "a+")
+    try:  # never through a symbolic link: the truncation below would hit the file it points to
+        f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a+")
+    except OSError as e:
+        raise RunError(f"{path}: cannot open the run's lock ({e.strerror}); "
+                       "remove it if it is a symbolic link") from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -200,8 +259,6 @@ def run_lock(out: Path):
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
 
-
-RUN_FILES = ("ckpt.pt", "metrics.csv", "probes.csv", "bounds.csv", "summary.json", "provenance.json")
 
 
 def move_aside(out: Path) -> Path:

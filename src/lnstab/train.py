@@ -5,7 +5,7 @@ Output folder of a run:
     probes.csv       step, point, layer, sublayer, quantity, value        (lnstab.probes)
     bounds.csv       step, point, layer, sublayer, quantity, measured, lower, bound, ratio, ...
     summary.json     status (completed | diverged), steps, final losses, violations, timings
-    provenance.json  resolved config, versions, git commit, device, CPU, threads
+    provenance.json  resolved config, versions, git commit, device, CPU, threads; every segment
     ckpt.pt          model, optimizer, step, every RNG state, rows so far (the final one at the end)
 
 What the folder holds, the checkpoint, the lock and the summary are lnstab.runfolder; this module
@@ -38,8 +38,9 @@ from .io import save_torch, write_csv, write_json
 from .model import GPT, last_map_parameters
 from .probes import probe
 from .runfolder import (  # noqa: F401 - RunError, TIMING_COLUMNS: part of this module's interface
-    TIMING_COLUMNS, RunError, RunState, StaleCheckpoint, _diff_keys, move_aside, provenance, read_checkpoint,
-    repair_outputs, run_lock, run_summary, run_tables)
+    TIMING_COLUMNS, RunError, RunState, StaleCheckpoint, _diff_keys, move_aside, numpy_rng_state, provenance,
+    read_checkpoint, refuse_links, repair_outputs, run_lock, run_summary, run_tables, same_code, segment,
+    set_numpy_rng_state)
 
 # offsets that give the evaluation and probe generators their own streams
 EVAL_SEED_OFFSET, PROBE_SEED_OFFSET = 1_000_003, 2_000_003
@@ -185,13 +186,33 @@ class Run:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "train_gen": self.train_gen.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+            "numpy_rng": numpy_rng_state(), "python_rng": random.getstate(),
         }
 
     def save(self) -> None:
         if self.group.main:  # the ranks hold the same weights and RNG states: one copy suffices
+            if self.state.segments:
+                self.state.segments[-1]["to_step"] = self.state.step
             save_torch(self.out / "ckpt.pt", self.checkpoint())
             self.write_tables()
+            write_json(self.out / "provenance.json", self.provenance())
+
+    def begin_segment(self, allow_other_code: bool) -> None:
+        """Record that this process trains from the current step; resuming a run that other code
+        trained mixes two programs in one result, so it needs ``allow_other_code``."""
+        st = self.state
+        new = segment(st.step, self.device, self.group.world_size)
+        if st.segments and not same_code(st.segments[-1], new) and not allow_other_code:
+            old = st.segments[-1]
+            raise RunError(f"{self.out}: steps {old['from_step']}-{old['to_step']} were trained by lnstab "
+                           f"{old['lnstab_version']} (commit {old['git_commit']}), this is {new['lnstab_version']} "
+                           f"(commit {new['git_commit']}); resume with --allow-other-code to mix them (each segment is "
+                           "recorded in provenance.json), or delete ckpt.pt to train again from step 0")
+        st.segments.append(new)
+        st.provenance = provenance(self.cfg, self.device, self.corpus, self.group.world_size)
+
+    def provenance(self) -> dict:
+        return {**self.state.provenance, "segments": self.state.segments}
 
     def load(self, path: Path) -> None:
         """Resume from ``path``; StaleCheckpoint if it holds another config or other data."""
@@ -208,9 +229,9 @@ class Run:
         torch.set_rng_state(ck["torch_rng"])
         if ck["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
-        np.random.set_state(ck["numpy_rng"])
+        set_numpy_rng_state(ck["numpy_rng"])
         random.setstate(ck["python_rng"])
-        self.state = RunState(**{f.name: ck[f.name] for f in fields(RunState)})
+        self.state = RunState(**{f.name: ck[f.name] for f in fields(RunState) if f.name in ck})
         self.resumed_from = self.state.step
 
     # -- evaluation and probes ---------------------------------------------------------------
@@ -389,13 +410,16 @@ class Run:
             if row is None:
                 break
             self.after_step(row, bar)
+        if self.state.segments:
+            self.state.segments[-1]["to_step"] = st.step
+        st.summary = self.summary()  # in the final checkpoint: summary.json is checked against it
         self.save()
         return self.finish()
 
     # -- outputs ---------------------------------------------------------------------------
     def finish(self) -> dict:
         """summary.json, and one line saying how the run ended."""
-        summary = self.summary()
+        summary = self.state.summary or self.summary()
         if not self.group.main:
             return summary
         write_json(self.out / "summary.json", summary)
@@ -416,7 +440,10 @@ class Run:
 
     def repair_outputs(self) -> list[str]:
         """A finished run: rewrite from the checkpoint every output that is missing or differs."""
-        return repair_outputs(self.out, self.tables(), self.summary)
+        documents = {"summary.json": self.state.summary or self.summary()}
+        if self.state.provenance:  # checkpoints older than segments hold no provenance
+            documents["provenance.json"] = self.provenance()
+        return repair_outputs(self.out, self.tables(), documents)
 
     def summary(self) -> dict:
         return run_summary(self.state, self.cfg, self.model, self.device, self.resumed_from, self.grid,
@@ -424,15 +451,17 @@ class Run:
 
 
 def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_stale: bool = False,
-          corpus_meta: dict | None = None, grid: dict | None = None) -> dict:
+          corpus_meta: dict | None = None, grid: dict | None = None, allow_other_code: bool = False) -> dict:
     """Train one run into ``out_dir``, resuming from its checkpoint if one is there.
 
     A checkpoint written with another config or on other data is never resumed: with
     ``restart_stale`` it is moved to out/superseded/<n>/ and the run starts again, otherwise a
     RunError says so. A finished run rewrites any output that is missing or differs. Under
     torchrun, rank 0 holds the folder's lock and decides; the other ranks then read the same
-    checkpoint (any number of ranks that divides the batch resumes any checkpoint)."""
+    checkpoint (any number of ranks that divides the batch resumes any checkpoint). A run trained
+    partly by other code (another version or commit) is resumed only with ``allow_other_code``."""
     out = Path(out_dir)
+    refuse_links(out)
     run = Run(cfg, out, verbose, corpus_meta, grid)  # every config and data check before anything is written
     group = run.group
     with run_lock(out) if group.main else contextlib.nullcontext():
@@ -450,6 +479,9 @@ def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_sta
                     dest = move_aside(out)
                     run.log(f"{e}: moved the old run to {dest}; training again from step 0")
                     run = Run(cfg, out, verbose, corpus_meta, grid)
+            if run.state.status == "running":
+                run.begin_segment(allow_other_code)
+                write_json(out / "provenance.json", run.provenance())
         group.barrier()  # rank 0 has resumed, moved a stale run aside or found none
         if not group.main and ckpt.exists():
             run.load(ckpt)
@@ -462,6 +494,4 @@ def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_sta
             return json.loads((out / "summary.json").read_text())
         if run.resumed_from is not None:
             run.log(f"resuming {out} from step {run.state.step} on {group.world_size} process(es)")
-        if group.main:
-            write_json(out / "provenance.json", provenance(run.cfg, run.device, run.corpus, group.world_size))
         return run.fit()
