@@ -31,6 +31,7 @@ rule all:
     default_target: True
     input:
         TABLE_FILES,
+        RUN_FILES,
         FIGURE_FILES,
         f"{RESULTS}/summary.md",
         f"{RESULTS}/manifest.sha256",

@@ -54,9 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-manifest":
         from .study import check_manifest
 
-        bad = check_manifest(args.manifest)
-        for path in bad:
-            print(f"differs: {path}", file=sys.stderr)
+        try:
+            bad = check_manifest(args.manifest)
+        except ValueError as e:
+            print(f"lnstab check-manifest: {e}", file=sys.stderr)
+            return 2
+        for problem in bad:
+            print(problem, file=sys.stderr)
         print(f"{'OK' if not bad else 'MISMATCH'}: {args.manifest}", file=sys.stderr)
         return 1 if bad else 0
     if args.command == "plan":

@@ -8,6 +8,7 @@ of the token stream is validation.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +187,40 @@ def file_digest(paths: list[Path], chunk: int = 1 << 24) -> str:
             while block := f.read(chunk):
                 h.update(block)
     return h.hexdigest()[:16]
+
+
+def source_files(data: dict) -> list[Path]:
+    """The files a study's corpus is made from: the built-in texts, the text files, or the .bin
+    pair (unchecked here: the corpus stage checks them)."""
+    if data.get("source", "shakespeare") == "shakespeare":
+        return shakespeare_files()
+    if data.get("source") == "text":
+        return text_files(data.get("paths", []))
+    return [Path(data.get("dir", ".")) / f"{split}.bin" for split in ("train", "val")]
+
+
+def source_digests(files: list[Path], cache: dict) -> dict[str, str]:
+    """{path: sha256} of ``files``. ``cache`` (updated in place) maps a path to its last digest
+    with the file's size, mtime, ctime and inode: a file is hashed again when any of them
+    changed. ctime cannot be set back by cp -p, rsync -a or tar, so replaced content is always
+    hashed again, whatever modification time it was given."""
+    digests = {}
+    for f in files:
+        key = str(f)
+        try:
+            st = os.stat(f)
+        except OSError:
+            digests[key] = "missing"  # the corpus stage then says what is wrong
+            continue
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        if cache.get(key, {}).get("stat") != stamp:
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                while block := fh.read(1 << 24):
+                    h.update(block)
+            cache[key] = {"stat": stamp, "sha256": h.hexdigest()}
+        digests[key] = cache[key]["sha256"]
+    return digests
 
 
 def bin_files(folder: Path) -> list[Path]:

@@ -2,7 +2,6 @@
 and each can be run by hand on the files of a finished (or half-finished) study."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -19,6 +18,7 @@ from .config import DataConfig, load_config
 from .grid import expand, run_config
 from .io import write_bytes, write_json, write_text
 from .collect import collect
+from .lineage import sha256
 from .tables import COLLECTED, write_table
 
 
@@ -33,6 +33,34 @@ def load_study(config_path: str | Path) -> tuple[dict, dict]:
     """(workflow config, {run_id: grid params}) from a workflow YAML such as config/config.yaml."""
     cfg = yaml.safe_load(Path(config_path).read_text())
     return cfg, expand(cfg["sweeps"], cfg.get("base", {}))
+
+
+def record_sources(data: dict, path: str | Path) -> Path:
+    """Write ``path`` (the corpus stage's input) with the sha256 of every source file of the
+    corpus, only when a digest changed: the workflow then reruns the corpus stage, and through
+    meta.json every training, on a change of content and never on a change of time alone. Hashes
+    are cached beside it (.sources_stat.json), so a file is read again only once it changed."""
+    from .data import source_files, source_digests
+
+    path = Path(path)
+    cache_path = path.parent / ".sources_stat.json"
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    try:
+        files = source_files(data)
+    except Exception as e:  # a missing package or pattern: the corpus stage reports it
+        files, cache = [], {}
+        print(f"corpus sources: {e}", file=sys.stderr)
+    record = {"source": data.get("source", "shakespeare"), "files": source_digests(files, cache)}
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+    cache_text = json.dumps(cache, sort_keys=True)
+    if not cache_path.exists() or cache_path.read_text() != cache_text:
+        write_text(cache_path, cache_text)
+    return path
 
 
 def prepare_corpus(data: dict, folder: str | Path, meta_path: str | Path, baselines_stem: str | Path,
@@ -272,24 +300,40 @@ def write_summary(tables_dir, figdir, config: dict, out) -> None:
     write_text(out, summary_markdown(tables, config, os.path.relpath(figdir, Path(out).parent), others))
 
 
-def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def write_manifest(files, out) -> None:
-    """sha256 of every table and figure, sorted by path (``sha256sum -c`` can read it)."""
+    """sha256 of every table and figure, sorted by path (``sha256sum -c`` can read it), written
+    only if the study's lineage holds: no file edited after the job that made it."""
+    from .lineage import LineageError, check_chain, load_records
+
+    problems = check_chain(load_records(Path(out).parent))
+    if problems:
+        raise LineageError("not certified, files differ from what made them:\n  " + "\n  ".join(problems))
     lines = [f"{sha256(f)}  {f}" for f in sorted(map(str, files))]
     write_text(out, "\n".join(lines) + "\n")
 
 
 def check_manifest(manifest) -> list[str]:
-    """Paths whose content differs from the manifest (empty: byte-identical)."""
-    bad = []
-    for line in Path(manifest).read_text().splitlines():
-        digest, path = line.split("  ", 1)
-        if not Path(path).exists() or sha256(path) != digest:
-            bad.append(path)
-    return bad
+    """One message per file whose content differs from the manifest, or from what the job that
+    made it recorded (the study's lineage, where it is present); empty: all as certified.
+    ValueError for a manifest that is missing, empty or not in sha256sum's format."""
+    from .lineage import check_chain, load_records
+
+    path = Path(manifest)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise ValueError(f"{manifest}: cannot read the manifest ({e.strerror})") from None
+    entries = []
+    for n, line in enumerate(lines, 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not name:
+            raise ValueError(f"{manifest}:{n}: not a line of sha256sum's format (<64 hex digits>  <path>)")
+        entries.append((digest, name))
+    if not entries:
+        raise ValueError(f"{manifest}: lists no files, so it certifies nothing")
+    bad = [f"{name}: missing" if not Path(name).exists() else f"{name}: differs from the manifest"
+           for digest, name in entries if not Path(name).exists() or sha256(name) != digest]
+    return bad + check_chain(load_records(path.parent), missing_ok=True)
 
 
 if __name__ == "__main__":  # one rank of _torchrun_grid_point

@@ -7,6 +7,7 @@ rule collect:
     input:
         summaries=expand(f"{RUN_DIR}/summary.json", run=RUNS),
         baselines=f"{RESULTS}/tables/baselines.csv",
+        run_files=TRAIN_FILES,  # read through run_dirs; inputs so that each is checked (lineage)
     output:
         **{t: f"{RESULTS}/tables/{t}.csv" for t in COLLECTED if TABLES[t] == ("csv",)},
         **{
@@ -83,4 +84,5 @@ rule wasserstein:
 rule tables:
     input:
         TABLE_FILES,
+        RUN_FILES,
     localrule: True

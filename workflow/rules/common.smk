@@ -15,10 +15,9 @@ os.environ.update(
 )
 
 from lnstab.config import ConfigError
-from lnstab.data import text_files
 from lnstab.figures import FIGURES
 from lnstab.grid import expand as expand_grid, run_config
-from lnstab.study import CITED_STUDIES, SUMMARY_TABLES
+from lnstab.study import CITED_STUDIES, SUMMARY_TABLES, record_sources
 from lnstab.tables import COLLECTED, JUDGED, TABLES, table_files
 
 validate(config, "../schemas/config.schema.yaml")
@@ -45,6 +44,11 @@ except ConfigError as e:
     raise WorkflowError(f"config error: {e}") from None
 
 RUN_DIR = f"{RESULTS}/runs/{{run}}"
+# the corpus by content: the sha256 of every source file, rewritten only when one changes, is the
+# corpus stage's input (never the files' modification times: cp -p or a restore keeps old ones)
+CORPUS_SOURCES = str(
+    record_sources(BASE.get("data", {}), f"{RESULTS}/data/sources.json")
+)
 LOGS = f"{RESULTS}/logs"
 CONDA_ENV = "../../envs/environment.yaml"
 
@@ -63,6 +67,22 @@ FIGURE_FILES = [
     for ext in ("png", "pdf")
 ]
 SUMMARY_INPUTS = [t for t in SUMMARY_TABLES if t not in LEFT_OUT]
+# every file a run leaves for the tables: targets of `all` and `tables` themselves, so a deleted or
+# damaged one is rebuilt (from the run's checkpoint, or by training again) by the same command;
+# as inputs of `collect` alone they would be intermediates that Snakemake lets go missing
+TRAIN_OUTPUTS = [
+    "summary.json",
+    "provenance.json",
+    "metrics.csv",
+    "probes.csv",
+    "bounds.csv",
+]
+TRAIN_FILES = expand(f"{RUN_DIR}/{{name}}", run=RUNS, name=TRAIN_OUTPUTS)
+RUN_FILES = TRAIN_FILES + (
+    expand(f"{RUN_DIR}/wasserstein.csv", run=RUNS)
+    if config["wasserstein"]["enabled"]
+    else []
+)
 
 
 def run_labels(params):
@@ -88,14 +108,3 @@ def table_outputs(name):
         labels={"table": name},
     )
     return out
-
-
-def corpus_files(wildcards):
-    """The data a study trains on: its files are inputs, so a changed corpus reruns the corpus
-    stage, and through meta.json (its content hash) every training run."""
-    data = BASE.get("data", {})
-    if data.get("source") == "text":  # files or glob patterns (lnstab.data.text_files)
-        return [str(p) for p in text_files(data.get("paths", []))]
-    if data.get("source") == "bin":
-        return [os.path.join(data["dir"], f"{split}.bin") for split in ("train", "val")]
-    return []

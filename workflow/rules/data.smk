@@ -1,10 +1,11 @@
 # Stage 1: the corpus, tokenized once for every run (nanoGPT-format uint16 .bin files), and its
-# unigram and bigram cross-entropies: the baselines a run must beat to have learned.
+# unigram and bigram cross-entropies: the baselines a run must beat to have learned. It reruns
+# when a source file's content changes (sources.json: lnstab.study.record_sources).
 
 
 rule corpus:
     input:
-        corpus_files,
+        sources=CORPUS_SOURCES,
     output:
         **{f"baselines_{k}": v for k, v in table_outputs("baselines").items()},
         meta=f"{RESULTS}/data/meta.json",

@@ -7,6 +7,7 @@ rule train:
         meta=rules.corpus.output.meta,
     output:
         summary=f"{RUN_DIR}/summary.json",
+        provenance=f"{RUN_DIR}/provenance.json",
         metrics=report(
             f"{RUN_DIR}/metrics.csv",
             caption="../report/run_metrics.rst",

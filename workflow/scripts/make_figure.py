@@ -2,11 +2,13 @@
 import sys
 from pathlib import Path
 
+from lnstab import lineage
 from lnstab.study import make_figure, redirect_output
 
 if "snakemake" in globals():
     redirect_output(snakemake.log[0])
-    make_figure(snakemake.params.figure, dict(snakemake.input.items()), snakemake.output.png[:-len(".png")])
+    with lineage.job(snakemake):  # inputs as their jobs wrote them; this job's record
+        make_figure(snakemake.params.figure, dict(snakemake.input.items()), snakemake.output.png[:-len(".png")])
 elif __name__ == "__main__":
     from lnstab.figures import FIGURES
 

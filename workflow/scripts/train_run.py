@@ -1,12 +1,14 @@
 """Train one grid point. Standalone: python train_run.py config/config.yaml RUN_ID [PROCESSES]"""
 import sys
 
+from lnstab import lineage
 from lnstab.study import load_study, redirect_output, train_grid_point
 
 if "snakemake" in globals():
     redirect_output(snakemake.log[0])
-    train_grid_point(snakemake.params.grid, snakemake.params.base, snakemake.input.meta,
-                     snakemake.params.folder, snakemake.params.processes)
+    with lineage.job(snakemake):  # inputs as their jobs wrote them; this job's record
+        train_grid_point(snakemake.params.grid, snakemake.params.base, snakemake.input.meta,
+                         snakemake.params.folder, snakemake.params.processes)
 elif __name__ == "__main__":
     cfg, runs = load_study(sys.argv[1])
     results = cfg.get("results", "results")

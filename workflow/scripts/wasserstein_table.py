@@ -2,14 +2,16 @@
 one table (rule wasserstein). Standalone: python wasserstein_table.py config/config.yaml"""
 import sys
 
+from lnstab import lineage
 from lnstab.study import load_study, redirect_output, run_wasserstein, wasserstein_table
 
 if "snakemake" in globals():
     redirect_output(snakemake.log[0])
-    if snakemake.rule == "wasserstein_run":
-        run_wasserstein(snakemake.params.folder, snakemake.input.meta, snakemake.output[0])
-    else:
-        wasserstein_table(snakemake.input.per_run, snakemake.input.runs, snakemake.params.stem)
+    with lineage.job(snakemake):  # inputs as their jobs wrote them; this job's record
+        if snakemake.rule == "wasserstein_run":
+            run_wasserstein(snakemake.params.folder, snakemake.input.meta, snakemake.output[0])
+        else:
+            wasserstein_table(snakemake.input.per_run, snakemake.input.runs, snakemake.params.stem)
 elif __name__ == "__main__":
     cfg, runs = load_study(sys.argv[1])
     results = cfg.get("results", "results")
