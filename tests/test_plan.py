@@ -33,7 +33,7 @@ def saved_bytes(model, idx, targets, precision):
 SHAPES = [(3, 48, 6, 24, 3, 77), (2, 40, 5, 20, 5, 130), (5, 24, 3, 12, 2, 50)]
 
 
-@pytest.mark.parametrize("placement", ["pre", "peri", "post", "none"])
+@pytest.mark.parametrize("placement", ["pre", "peri", "post", "none", "output", "mix", "deepnorm"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_activation_estimate_matches_saved_tensors(placement, precision, checkpointing):
@@ -50,7 +50,7 @@ def test_activation_estimate_matches_saved_tensors(placement, precision, checkpo
         assert abs(estimate - measured) <= 0.01 * measured + 256, (L, d, h, T, B, V, measured, estimate)
 
 
-@pytest.mark.parametrize("placement", ["pre", "peri", "post", "none"])
+@pytest.mark.parametrize("placement", ["pre", "peri", "post", "none", "output", "mix", "deepnorm"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_parameter_count_and_optimizer_state(placement, bias):
     cfg = load_config(None, [f"model.placement={placement}", "model.vocab_size=61", f"model.bias={bias}"])

@@ -111,21 +111,30 @@ def screen(args) -> int:
 
 
 def plan(args) -> int:
-    import yaml
-
+    from .config import read_yaml
     from .plan import plan_study, render
 
     try:
-        study = yaml.safe_load(open(args.study, encoding="utf-8"))
+        with open(args.study, encoding="utf-8") as f:
+            study = read_yaml(f.read(), args.study)
+        if study is None:
+            raise ValueError("the file is empty")
         table = plan_study(study, args.gpu, args.gpu_memory, args.mfu, args.vocab_size)
-    except (OSError, ValueError, KeyError) as e:  # ConfigError is a ValueError
+    except OSError as e:
+        print(f"lnstab plan: {args.study}: {e.strerror}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as e:  # ConfigError is a ValueError
         print(f"lnstab plan: {args.study}: {e}", file=sys.stderr)
         return 2
     print(render(table, study, args.gpu, args.gpu_memory, args.mfu), end="")
     if args.csv:
         from .io import write_csv
 
-        write_csv(args.csv, table)
+        try:
+            write_csv(args.csv, table)
+        except OSError as e:
+            print(f"lnstab plan: --csv {args.csv}: {e.strerror}", file=sys.stderr)
+            return 2
     return 0 if table["fits_memory"].all() and table["fits_runtime"].all() else 1
 
 

@@ -220,13 +220,46 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"train.warmup_steps: {cfg.train.warmup_steps} exceeds train.steps={cfg.train.steps}")
     if cfg.train.precision == "bf16" and cfg.train.device == "cpu":
         raise ConfigError("train.precision: bf16 autocast is for GPUs; use fp32 on device cpu")
+    if not 0 <= cfg.seed < SEED_LIMIT:
+        raise ConfigError(f"seed: must be an integer in [0, 2**32) (numpy's seed range), got {cfg.seed}")
     return cfg
 
 
-def _yaml(text: str, where: str):
-    """Parse YAML, turning a syntax error into a ConfigError naming ``where`` and the line."""
+SEED_LIMIT = 2 ** 32
+
+
+def check_batch_split(train: TrainConfig, processes: int) -> None:
+    """The global batch splits into grad_accum micro-batches on each of ``processes`` ranks."""
+    share = train.grad_accum * processes
+    if train.batch_size % share:
+        raise ConfigError(f"train.batch_size: {train.batch_size} sequences do not split into "
+                          f"train.grad_accum={train.grad_accum} micro-batches on each of {processes} processes "
+                          "(resources.train.processes in a study)")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                    key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_yaml(text: str, where: str):
+    """Parse YAML strictly (a key given twice is an error), turning a syntax error into a
+    ConfigError naming ``where`` and the line."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
@@ -239,7 +272,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
     if "=" not in text:
         raise ConfigError(f"override '{text}': expected key=value, e.g. model.dt=0.5")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), _yaml(raw, f"--set {text}") if raw.strip() else None
+    return key.strip().split("."), read_yaml(raw, f"--set {text}") if raw.strip() else None
 
 
 def nest(path: list[str], value) -> dict:
@@ -260,7 +293,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-        data = _yaml(text, str(path)) or {}
+        data = read_yaml(text, str(path)) or {}
         _apply(cfg, "", data)
     if base is not None:
         _apply(cfg, "", base)

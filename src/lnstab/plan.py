@@ -19,35 +19,40 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig, check_batch_split
 from .grid import expand, run_config
 from .hardware import PEAK_TFLOPS
+from .model import FINAL_NORM, NORM_ON_BRANCH, NORM_ON_INPUT, NORM_ON_SUM, block_placements
 
 GB = 1e9
 FIT_FRACTION = 0.9  # of the GPU's memory; the rest for the CUDA context and fragmentation
-# LayerNorms per block (two sub-layers) and whether the branch input is a normed copy
-NORMS = {"pre": 2, "peri": 4, "post": 2, "none": 0}
+
+
+def norms_per_block(placement: str) -> int:
+    """Norm modules of one block (two sub-layers) of a block placement (lnstab.model)."""
+    return 2 * ((placement in NORM_ON_INPUT) + (placement in NORM_ON_BRANCH + NORM_ON_SUM))
 
 
 def block_activation_bytes(placement: str, d: int, heads: int, precision: str) -> float:
-    """Bytes saved for the backward pass per token by one block (attention + MLP sub-layers).
+    """Bytes saved for the backward pass per token by one block (attention + MLP sub-layers) of
+    a block placement (pre, peri, post, none, output, deepnorm; ``mix`` is resolved per block).
 
     Each sub-layer keeps the input of each matrix product (2 bytes per entry under bf16
     autocast, 4 in fp32): attention 1 + 3 (q, k, v) + 1 (its output) entries per channel, the
     MLP 1 + 4 (GELU input) + 4 (GELU output); attention also its log-sum-exp, one per head.
-    A LayerNorm keeps its input and two statistics; where it normalises the branch input (pre,
-    peri) that input is the fp32 stream; where it normalises the sum (post) or the branch
-    output (peri) it is the value it receives.
+    A norm keeps its input and two statistics: a norm of the branch input (pre, peri) or of the
+    sum (post, deepnorm) keeps the fp32 stream or sum, a norm of the branch output (peri,
+    output) the branch output as computed.
     """
     m = 2 if precision == "bf16" else 4  # bytes of a saved matmul input
     matmul_inputs = (1 + 3 + 1) + (1 + 4 + 4)  # per channel, both sub-layers
-    total = matmul_inputs * m * d + 4 * heads + 8 * NORMS[placement]
-    if placement in ("pre", "peri"):
-        total += 2 * 4 * d  # the stream itself, kept by each input LayerNorm (fp32)
-    if placement == "peri":
-        total += 2 * m * d  # each output LayerNorm's input: the branch output
-    if placement == "post":
-        total += 2 * 4 * d  # each LayerNorm's input: the fp32 sum x + dt F(x)
+    total = matmul_inputs * m * d + 4 * heads
+    if placement in NORM_ON_INPUT:
+        total += 2 * (4 * d + 8)
+    if placement in NORM_ON_BRANCH:
+        total += 2 * (m * d + 8)
+    if placement in NORM_ON_SUM:
+        total += 2 * (4 * d + 8)
     return total
 
 
@@ -55,12 +60,12 @@ def activation_bytes(cfg: RunConfig, micro_batch: int, checkpointing: bool) -> f
     """Bytes autograd keeps from the forward pass to the backward pass for one micro-batch."""
     m, p = cfg.model, cfg.train.precision
     tokens = micro_batch * m.block_size
-    blocks = (8 * m.d_model if checkpointing  # the fp32 input of each sub-layer, recomputed from there
-              else block_activation_bytes(m.placement, m.d_model, m.n_head, p)) * m.n_layer
+    blocks = sum(8 * m.d_model if checkpointing  # the fp32 input of each sub-layer, recomputed from there
+                 else block_activation_bytes(b, m.d_model, m.n_head, p) for b in block_placements(m))
     # the head: the input of its matrix product (the normed copy of the final stream for pre and
     # peri, whose LayerNorm also keeps the fp32 stream and two statistics), the token ids and
     # targets, and the fp32 log-softmax over the vocabulary
-    final_norm = m.placement in ("pre", "peri")
+    final_norm = m.placement in FINAL_NORM
     head = (2 if p == "bf16" else 4) * m.d_model + final_norm * (4 * m.d_model + 8) + 16 + 4 * m.vocab_size
     per_token = blocks + head
     cached = 0.0
@@ -74,9 +79,9 @@ def parameter_count(cfg: RunConfig) -> int:
     m = cfg.model
     d, bias, V = m.d_model, int(m.bias), m.vocab_size
     ln = d * (1 + bias)
-    block = 12 * d * d + bias * (3 * d + d + 4 * d + d) + NORMS[m.placement] * ln
-    final = ln if m.placement in ("pre", "peri") else 0
-    return V * d + m.block_size * d + m.n_layer * block + final
+    blocks = sum(12 * d * d + bias * (3 * d + d + 4 * d + d) + norms_per_block(b) * ln for b in block_placements(m))
+    final = ln if m.placement in FINAL_NORM else 0
+    return V * d + m.block_size * d + blocks + final
 
 
 def flops_per_token(cfg: RunConfig) -> float:
@@ -118,9 +123,9 @@ def plan_job(run: str, cfg: RunConfig, processes: int, runtime_min: float, gpu_m
     other = activation_bytes(cfg, micro, not ckpt)
     tokens_per_micro = micro * cfg.model.block_size
     transient = 2 * 4 * tokens_per_micro * cfg.model.vocab_size
-    if ckpt:
-        transient += tokens_per_micro * block_activation_bytes(cfg.model.placement, cfg.model.d_model,
-                                                               cfg.model.n_head, t.precision)
+    if ckpt:  # one block recomputed at a time: the largest
+        transient += tokens_per_micro * max(block_activation_bytes(b, cfg.model.d_model, cfg.model.n_head,
+                                                                   t.precision) for b in block_placements(cfg.model))
     weights, grads, adam = 4 * P, 4 * P, 8 * P  # fp32 master weights; AdamW's two moments
     ddp = 4 * P if processes > 1 else 0  # DDP's gradient buckets
     peak = weights + grads + adam + ddp + act + transient
@@ -158,16 +163,21 @@ def plan_study(study: dict, gpu: str = "H100", gpu_memory_gb: float = 80.0, mfu:
     """One row per training job of a workflow config (sweeps, base, resources)."""
     if gpu not in PEAK_TFLOPS:
         raise ValueError(f"--gpu: unknown GPU {gpu!r} (known: {', '.join(PEAK_TFLOPS)})")
-    base = study.get("base", {})
-    res = study.get("resources", {}).get("train", {})
-    processes = res.get("processes", max(1, res.get("gpu", 0)))
-    runtime = res.get("runtime", 30)
+    if not 0 < mfu <= 1:  # also false for nan
+        raise ValueError(f"--mfu: a fraction in (0, 1] is expected, got {mfu}")
+    if not gpu_memory_gb > 0:
+        raise ValueError(f"--gpu-memory: a positive number of GB is expected, got {gpu_memory_gb}")
+    if not isinstance(study, dict) or "sweeps" not in study:
+        raise ValueError("not a study: a mapping with `sweeps` (and base, resources) is expected")
+    base = study.get("base") or {}
+    processes, runtime = train_resources(study)
     if vocab_size is None and base.get("model", {}).get("vocab_size") is None:
         vocab_size = corpus_vocabulary(base.get("data", {}))
     rows = []
     for run, params in expand(study["sweeps"], base).items():
         extra = {"model": {"vocab_size": vocab_size}} if vocab_size is not None else None
         cfg = run_config(params, base, extra)
+        check_batch_split(cfg.train, processes)
         if cfg.model.vocab_size is None:
             raise ValueError("model.vocab_size: set it in base.model (or pass --vocab-size) to plan a "
                              "study whose vocabulary comes from its corpus")
@@ -175,6 +185,17 @@ def plan_study(study: dict, gpu: str = "H100", gpu_memory_gb: float = 80.0, mfu:
         peak = bf16 if cfg.train.precision == "bf16" else fp32
         rows.append(asdict(plan_job(run, cfg, processes, runtime, gpu_memory_gb, mfu, peak)))
     return pd.DataFrame(rows)
+
+
+def train_resources(study: dict) -> tuple[int, float]:
+    """(processes, runtime in minutes) of a study's training jobs, checked as the workflow's
+    schema checks them (workflow/schemas/config.schema.yaml)."""
+    res = (study.get("resources") or {}).get("train") or {}
+    for key, minimum in (("processes", 1), ("gpu", 0), ("runtime", 1), ("mem_mb", 1), ("cpus_per_task", 1)):
+        value = res.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise ConfigError(f"resources.train.{key}: an integer >= {minimum} is expected, got {value!r}")
+    return res.get("processes", max(1, res.get("gpu", 0))), res.get("runtime", 30)
 
 
 def warnings(plan: pd.DataFrame, gpu_memory_gb: float, runtime_min: float) -> list[str]:
@@ -194,8 +215,7 @@ def warnings(plan: pd.DataFrame, gpu_memory_gb: float, runtime_min: float) -> li
 
 def render(plan: pd.DataFrame, study: dict, gpu: str, gpu_memory_gb: float, mfu: float) -> str:
     """The plan as Markdown: the jobs, the totals, the warnings."""
-    res = study.get("resources", {}).get("train", {})
-    runtime = res.get("runtime", 30)
+    runtime = train_resources(study)[1]
     cols = {"run": "job", "params_m": "params (M)", "processes": "GPUs", "micro_batch": "micro-batch",
             "weights_gb": "weights", "grads_gb": "grads", "adam_gb": "AdamW", "ddp_gb": "DDP",
             "act_gb": "activations", "act_other_gb": "activations (AC toggled)", "transient_gb": "loss+recompute",

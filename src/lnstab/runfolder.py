@@ -235,7 +235,10 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
 def run_lock(out: Path):
     """Hold ``out/.lock`` for the whole run: a second trainer on the same folder stops with a
     message naming the holder instead of writing into the same files."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file of that name, a folder without write permission
+        raise RunError(f"{out}: cannot create the run folder ({e.strerror})") from None
     path = out / ".lock"
     try:  # never through a symbolic link: the truncation below would hit the file it points to
         f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a+")

@@ -64,12 +64,12 @@ SCREEN_BASE = {
 
 def screen_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     """SCREEN_BASE, then the YAML file at ``path``, then ``key=value`` overrides."""
-    import yaml
+    from .config import read_yaml
 
     base = copy.deepcopy(SCREEN_BASE)
     if path is not None:
         text = Path(path).read_text(encoding="utf-8")
-        for section, values in (yaml.safe_load(text) or {}).items():
+        for section, values in (read_yaml(text, str(path)) or {}).items():
             if isinstance(values, dict):
                 base.setdefault(section, {}).update(values)
             else:
@@ -91,6 +91,27 @@ def load_block(spec: str) -> type:
         if not callable(getattr(cls, attr, None)):
             raise ValueError(f"--block {spec}: the class has no method {attr}() (lnstab.model.Residual's interface)")
     return cls
+
+
+def check_block(cls: type, cfg: RunConfig, spec: str) -> None:
+    """Build a two-block GPT of ``cls`` and run one forward and backward pass on it: a block that
+    cannot be built as ``Class(f, cfg, placement)``, or whose step does not map a (batch, tokens,
+    d_model) stream to one of that shape, stops here with one line, before any training."""
+    import torch
+
+    from .model import GPT
+
+    small = copy.deepcopy(cfg.model)
+    small.n_layer, small.vocab_size = 2, small.vocab_size or 16
+    try:
+        model = GPT(small, cls)
+        idx = torch.zeros(1, min(4, small.block_size), dtype=torch.long)
+        _, loss = model(idx, idx)
+        loss.backward()
+    except Exception as e:  # the user's code: any failure is the block's
+        cause = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(f"--block {spec}: does not work as lnstab.model.Residual's interface requires "
+                         f"({type(e).__name__}: {cause})") from None
 
 
 def screen_depths(n_layer: int) -> list[int]:
@@ -284,6 +305,8 @@ def screen(cfg: RunConfig, folder: str | Path, block: str | None = None, verbose
     folder = Path(folder)
     screen_depths(cfg.model.n_layer)  # a bad depth stops before any training
     residual = load_block(block) if block else None
+    if residual is not None:
+        check_block(residual, cfg, block)
     name = block or (cfg.model.placement + ("" if cfg.model.norm == "layernorm" else f"+{cfg.model.norm}"))
     arches = [(name, cfg, residual)]
     for ref in REFERENCES:

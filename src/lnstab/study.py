@@ -14,7 +14,7 @@ import yaml
 from .baselines import cross_entropies
 from .claims import claims_table, demonstrations_table, software_checks_table
 from .stats import dt_ablation_table
-from .config import DataConfig, load_config
+from .config import DataConfig, load_config, read_yaml
 from .grid import expand, run_config
 from .io import write_bytes, write_json, write_text
 from .collect import collect
@@ -31,7 +31,7 @@ def redirect_output(log_path: str | Path) -> None:
 
 def load_study(config_path: str | Path) -> tuple[dict, dict]:
     """(workflow config, {run_id: grid params}) from a workflow YAML such as config/config.yaml."""
-    cfg = yaml.safe_load(Path(config_path).read_text())
+    cfg = read_yaml(Path(config_path).read_text(), str(config_path))
     return cfg, expand(cfg["sweeps"], cfg.get("base", {}))
 
 

@@ -32,7 +32,7 @@ import torch
 
 from . import distributed
 from .bounds import bound_rows
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, check_batch_split
 from .data import get_batch, load_corpus
 from .io import save_torch, write_csv, write_json
 from .model import GPT, last_map_parameters
@@ -147,12 +147,8 @@ class Run:
         self.group = distributed.from_environment(device_type(cfg.train.device))
         self.verbose = verbose and self.group.main
         self.device = resolve_device(cfg.train.device, self.group.local_rank)
-        share = cfg.train.grad_accum * self.group.world_size
-        if cfg.train.batch_size % share:
-            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} sequences do not split into "
-                              f"train.grad_accum={cfg.train.grad_accum} micro-batches on each of "
-                              f"{self.group.world_size} processes")
-        self.micro_batch = cfg.train.batch_size // share
+        check_batch_split(cfg.train, self.group.world_size)
+        self.micro_batch = cfg.train.batch_size // (cfg.train.grad_accum * self.group.world_size)
         set_determinism(cfg)
         self.corpus = load_corpus(cfg.data, cfg.model.vocab_size, corpus_meta)
         if cfg.model.vocab_size is None:
@@ -193,9 +189,22 @@ class Run:
         if self.group.main:  # the ranks hold the same weights and RNG states: one copy suffices
             if self.state.segments:
                 self.state.segments[-1]["to_step"] = self.state.step
-            save_torch(self.out / "ckpt.pt", self.checkpoint())
-            self.write_tables()
-            write_json(self.out / "provenance.json", self.provenance())
+            with self.writing():
+                save_torch(self.out / "ckpt.pt", self.checkpoint())
+                self.write_tables()
+                write_json(self.out / "provenance.json", self.provenance())
+
+    @contextlib.contextmanager
+    def writing(self):
+        """A failed write (a full disk, a quota) ends the run with one line: every write is
+        atomic (lnstab.io), so the last complete checkpoint and outputs are intact."""
+        try:
+            yield
+        except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
+            cause = getattr(e, "strerror", None) or str(e).splitlines()[0]
+            raise RunError(f"{self.out}: cannot write the run's files at step {self.state.step} ({cause}); "
+                           "the last complete checkpoint is intact: free space and run the same command "
+                           "to resume") from None
 
     def begin_segment(self, allow_other_code: bool) -> None:
         """Record that this process trains from the current step; resuming a run that other code
@@ -422,7 +431,8 @@ class Run:
         summary = self.state.summary or self.summary()
         if not self.group.main:
             return summary
-        write_json(self.out / "summary.json", summary)
+        with self.writing():
+            write_json(self.out / "summary.json", summary)
         self.log(f"{self.out.name}: {summary['status']} at step {self.state.step}, "
                  f"val loss {summary['final_val_loss'] or float('nan'):.4f}, {summary['ms_per_step']:.1f} ms/step, "
                  f"probe overhead {100 * summary['probe_overhead']:.1f}%, "

@@ -14,7 +14,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
-from lnstab.config import ConfigError
+from lnstab.config import ConfigError, check_batch_split, read_yaml
 from lnstab.figures import FIGURES
 from lnstab.grid import expand as expand_grid, run_config
 from lnstab.study import CITED_STUDIES, SUMMARY_TABLES, record_sources
@@ -37,9 +37,15 @@ TRAIN_THREADS = TRAIN_RESOURCES["processes"] * BASE.get("train", {}).get("thread
 TRAIN_RESOURCES.setdefault("cpus_per_task", TRAIN_THREADS)
 
 try:
+    for (
+        _file
+    ) in (
+        workflow.configfiles
+    ):  # Snakemake's YAML reader keeps the last of a repeated key
+        read_yaml(open(_file, encoding="utf-8").read(), _file)
     RUNS = expand_grid(config["sweeps"], BASE)
     for _params in RUNS.values():  # every run's config is checked before anything runs
-        run_config(_params, BASE)
+        check_batch_split(run_config(_params, BASE).train, TRAIN_RESOURCES["processes"])
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}") from None
 

@@ -1,0 +1,207 @@
+"""Nothing stale, forged or lost: the adversarial review of runs, checkpoints and tables (issue
+21), one test per finding, each with inputs of its own: content changed under an old time, hand
+edits, deleted run files, damaged and planted checkpoints, links, resumes by other code."""
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pandas as pd
+import pytest
+
+from conftest import TINY, smoke_config, snakemake, tiny_config
+from lnstab.train import Preempted, Run, RunError, train
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "lnstab.cli", *args], capture_output=True, text=True, **kw)
+
+
+def tiny_args(*extra):
+    return [a for o in TINY + list(extra) for a in ("--set", o)]
+
+
+# -- the workflow: content, not times; every run file a target; lineage ------------------------
+TEXT_1 = "a stitch in time saves nine; many hands make light work. " * 150
+TEXT_2 = "nine saves time in stitch a; work light make hands many. " * 150  # same letters, same size
+
+
+def _study(tmp_path, corpus):
+    return smoke_config(tmp_path, sweeps=[{"placement": ["pre", "peri"], "n_layer": [1], "dt": [1.0]}],
+                        screen={"enabled": False}, wasserstein={"enabled": False},
+                        base={"model": {"d_model": 16, "n_head": 2, "block_size": 16},
+                              "data": {"source": "text", "paths": [str(corpus)]},
+                              "train": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "eval_interval": 2,
+                                        "ckpt_interval": 2, "log_interval": 2, "eval_batches": 1},
+                              "probe": {"interval": 2, "batch_size": 2, "jacobian_iters": 2}})
+
+
+def _jobs(dry) -> set[str]:
+    return {line.split()[1].rstrip(":") for line in dry.stdout.splitlines() if line.startswith(("rule ", "localrule "))}
+
+
+@pytest.mark.slow
+def test_workflow_trusts_content_not_times(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT_1)
+    cfg = _study(tmp_path, corpus)
+    study = lambda *args: snakemake(*args, "--configfile", str(cfg))  # noqa: E731
+    res = study("--cores", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = tmp_path / "results"
+    runs_csv = results / "tables" / "runs.csv"
+    first = runs_csv.read_bytes()
+
+    # 1. the same bytes with a newer time: nothing to do; other bytes with an older time: retrained
+    os.utime(corpus)
+    assert not _jobs(study("-n")), "a touch alone reran something"
+    old = os.stat(runs_csv).st_mtime - 3600
+    corpus.write_text(TEXT_2)
+    os.utime(corpus, (old, old))  # what cp -p, rsync -a or a restore of another copy does
+    dry = study("-n")
+    assert {"corpus", "train", "collect"} <= _jobs(dry), dry.stdout[-2000:]
+    res = study("--cores", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert runs_csv.read_bytes() != first
+    before = {p: p.read_bytes() for p in (results / "tables").glob("*.csv") if p.name != "timings.csv"}
+
+    # 3. deleted run files, and a whole run folder, are rebuilt by the same command
+    a, b = sorted((results / "runs").iterdir())
+    victims = [a / "probes.csv", a / "summary.json", a / "provenance.json"]
+    for v in victims:
+        v.unlink()
+    shutil.rmtree(b)
+    res = study("--cores", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert all(v.exists() for v in victims) and (b / "summary.json").exists()
+    assert {p: p.read_bytes() for p in before} == before
+
+    # 2. a hand-edited table or run file is named, by check-manifest and by the next job
+    manifest = results / "manifest.sha256"
+    claims = results / "tables" / "claims.csv"
+    claims.write_text(claims.read_text().replace("untested", "supported", 1))
+    res = cli("check-manifest", str(manifest))
+    assert res.returncode == 1 and str(claims) in res.stderr, res.stderr
+    claims.write_bytes(before[claims])
+    assert cli("check-manifest", str(manifest)).returncode == 0
+    runs_csv.write_text(runs_csv.read_text().replace("completed", "diverged", 1))
+    res = study("--cores", "2")  # claims, figures and the summary would be rebuilt from it
+    assert res.returncode != 0 and str(runs_csv) in res.stderr + res.stdout
+    runs_csv.write_bytes(before[runs_csv])
+    summary = a / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": "diverged", "diverged_step": 3}))
+    res = study("--cores", "2")
+    assert res.returncode != 0 and str(summary) in res.stderr + res.stdout
+
+
+# -- 2. summary.json and provenance.json are what the checkpoint implies ------------------------
+@pytest.mark.parametrize("edit", ["forged", "empty", "deleted"])
+def test_summary_and_provenance_are_rewritten_from_the_checkpoint(tmp_path, edit):
+    out = tmp_path / "run"
+    train(tiny_config("train.steps=12"), out, verbose=False)
+    originals = {n: (out / n).read_bytes() for n in ("summary.json", "provenance.json")}
+    for name in originals:
+        if edit == "forged":
+            doc = json.loads((out / name).read_text())
+            doc.update({"status": "diverged", "diverged_step": 2} if name == "summary.json" else {"torch": "1.0"})
+            (out / name).write_text(json.dumps(doc))
+        elif edit == "empty":
+            (out / name).write_text("{}")
+        else:
+            (out / name).unlink()
+    res = cli("train", "--out", str(out), *tiny_args("train.steps=12"))
+    assert res.returncode == 0, res.stderr
+    assert "rewrote" in res.stderr and "summary.json" in res.stderr and "provenance.json" in res.stderr
+    assert {n: (out / n).read_bytes() for n in originals} == originals
+
+
+# -- 5. a damaged checkpoint is never resumed --------------------------------------------------
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
+def test_one_flipped_byte_in_a_tensor_is_caught(tmp_path, where):
+    out = tmp_path / "run"
+    cli("train", "--out", str(out), "--quiet", *tiny_args("train.steps=20"), check=True)
+    (out / "summary.json").unlink()
+    ckpt = out / "ckpt.pt"
+    with zipfile.ZipFile(ckpt) as z:  # the largest tensor record: model or optimizer state
+        rec = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(ckpt.read_bytes())
+    start = data.index(rec.filename.encode(), rec.header_offset) + len(rec.filename) + 64  # past the local header
+    data[start + int(where * (rec.file_size - 128))] ^= 0x10
+    ckpt.write_bytes(bytes(data))
+    res = cli("train", "--out", str(out), "--quiet", *tiny_args("train.steps=20"))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert str(ckpt) in lines[0] and "CRC" in lines[0] and "delete it" in lines[0]
+
+
+# -- 6. a planted checkpoint runs no code; links are refused -----------------------------------
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_planted_checkpoint_runs_no_code(tmp_path):
+    out, marker = tmp_path / "run", tmp_path / "pwned"
+    out.mkdir()
+    import torch
+
+    torch.save({"model": _Payload(marker), "config": {}}, out / "ckpt.pt", pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    res = cli("train", "--out", str(out), "--quiet", *tiny_args())
+    assert res.returncode == 2 and "unreadable checkpoint" in res.stderr, res.stderr
+    assert not marker.exists(), "loading the checkpoint ran its code"
+
+
+@pytest.mark.parametrize("name", [".lock", "summary.json", "ckpt.pt"])
+def test_a_link_where_a_run_file_belongs_is_refused(tmp_path, name):
+    out, outside = tmp_path / "run", tmp_path / "precious.txt"
+    out.mkdir()
+    outside.write_text("not the run's to change\n")
+    (out / name).symlink_to(outside)
+    res = cli("train", "--out", str(out), "--quiet", *tiny_args())
+    assert res.returncode == 2 and "symbolic link" in res.stderr and str(out / name) in res.stderr, res.stderr
+    assert outside.read_text() == "not the run's to change\n"
+    assert not (out / "metrics.csv").exists()
+
+
+# -- 9. every segment of a resumed run is recorded; other code is not mixed in silently ---------
+def _stop_after(monkeypatch, step):
+    original = Run.after_step
+
+    def after_step(self, row, bar):
+        if self.state.step == step:
+            self.stop_signal = 10  # as if SIGUSR1 arrived during this step
+        return original(self, row, bar)
+
+    monkeypatch.setattr(Run, "after_step", after_step)
+
+
+def test_resume_by_other_code_is_refused_and_segments_are_recorded(tmp_path, monkeypatch):
+    cfg = lambda: tiny_config("train.steps=24", "train.ckpt_interval=0")  # noqa: E731
+    whole = train(cfg(), tmp_path / "whole", verbose=False)
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _stop_after(m, 9)
+        m.setattr("lnstab.runfolder.git_commit", lambda: "0" * 40)
+        with pytest.raises(Preempted):
+            train(cfg(), out, verbose=False)
+    with pytest.raises(RunError, match="--allow-other-code"):
+        train(cfg(), out, verbose=False)
+    assert not (out / "summary.json").exists()
+    resumed = train(cfg(), out, verbose=False, allow_other_code=True)
+    steps = [(s["from_step"], s["to_step"], s["git_commit"][:1]) for s in resumed["segments"]]
+    assert steps[0] == (0, 9, "0") and steps[1][:2] == (9, 24) and steps[1][2] != "0"
+    prov = json.loads((out / "provenance.json").read_text())
+    assert [(s["from_step"], s["to_step"]) for s in prov["segments"]] == [(0, 9), (9, 24)]
+    assert all({"host", "world_size", "lnstab_version", "device"} <= set(s) for s in prov["segments"])
+    # mixing is recorded, not a different training: the resumed run equals the whole one
+    for name in ("metrics.csv", "probes.csv", "bounds.csv"):
+        a, b = (pd.read_csv(d / name) for d in (tmp_path / "whole", out))
+        a, b = (df.drop(columns=[c for c in ("tokens_per_s", "elapsed_s") if c in df]) for df in (a, b))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert resumed["final_val_loss"] == whole["final_val_loss"]
