@@ -12,7 +12,7 @@ import zipfile
 import pandas as pd
 import pytest
 
-from conftest import TINY, smoke_config, snakemake, tiny_config
+from conftest import ROOT, TINY, smoke_config, snakemake, tiny_config
 from lnstab.train import Preempted, Run, RunError, train
 
 
@@ -205,3 +205,139 @@ def test_resume_by_other_code_is_refused_and_segments_are_recorded(tmp_path, mon
         a, b = (df.drop(columns=[c for c in ("tokens_per_s", "elapsed_s") if c in df]) for df in (a, b))
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert resumed["final_val_loss"] == whole["final_val_loss"]
+
+
+# -- 11, 12. values that would crash every job, and command-line inputs: one line, exit 2 -------
+def _one_line_exit_2(res, *needles):
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+@pytest.mark.parametrize("seed", ["-3", "4294967297"])
+def test_seed_outside_numpys_range_is_a_config_error(tmp_path, seed):
+    _one_line_exit_2(cli("train", "--out", str(tmp_path / "r"), *tiny_args(f"seed={seed}")), "seed")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"sweeps": [{"placement": ["pre"], "n_layer": [1], "dt": [1.0], "seed": [-2]}]}, "seed"),
+    ({"resources": {"train": {"processes": 3}}}, "train.batch_size"),
+])
+def test_workflow_refuses_what_every_job_would_crash_on(tmp_path, change, key):
+    cfg = smoke_config(tmp_path, **change)
+    res = snakemake("-n", "--configfile", str(cfg))
+    said = res.stdout + res.stderr
+    assert res.returncode != 0 and key in said and "Traceback" not in said, said[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_key_given_twice_is_named(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr: 0.01\nmodel:\n  dt: 0.5\ntrain:\n  steps: 3\n")
+    _one_line_exit_2(cli("show-config", str(path)), str(path), ":5:", "'train' is given twice")
+    study = tmp_path / "study.yaml"
+    study.write_text("sweeps:\n- placement: [pre]\n  n_layer: [2]\n  n_layer: [3]\n")
+    _one_line_exit_2(cli("plan", str(study)), "'n_layer' is given twice")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--mfu", "0"], "--mfu"), (["--mfu", "nan"], "--mfu"), (["--mfu", "-0.2"], "--mfu"),
+    (["--gpu-memory", "0"], "--gpu-memory"), (["--csv", "/proc/no/such.csv"], "--csv"),
+])
+def test_plan_arguments_are_checked(args, needle):
+    _one_line_exit_2(cli("plan", "config/paper.yaml", *args, cwd=ROOT), needle)
+
+
+@pytest.mark.parametrize("train_resources, needle", [
+    ({"processes": 0}, "resources.train.processes"), ({"runtime": 0}, "resources.train.runtime"),
+    ({"runtime": -30}, "resources.train.runtime"), ({"mem_mb": -1}, "resources.train.mem_mb"),
+    ({"processes": 5}, "do not split"),
+])
+def test_plan_checks_a_studys_resources(tmp_path, train_resources, needle):
+    study = {"sweeps": [{"placement": ["pre"], "n_layer": [2], "dt": [1.0]}],
+             "base": {"model": {"vocab_size": 50}, "train": {"batch_size": 8}},
+             "resources": {"train": train_resources}}
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(study))
+    _one_line_exit_2(cli("plan", str(path)), needle)
+    path.write_text("")
+    _one_line_exit_2(cli("plan", str(path)), "empty")
+
+
+def test_plan_covers_every_placement(tmp_path):
+    from lnstab.config import PLACEMENTS
+
+    study = {"sweeps": [{"placement": list(PLACEMENTS), "n_layer": [4], "dt": [1.0]}],
+             "base": {"model": {"vocab_size": 50}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(study))
+    res = cli("plan", str(path))
+    assert res.returncode == 0, res.stderr
+    assert all(f"{p}-L4" in res.stdout for p in PLACEMENTS), res.stdout
+
+
+@pytest.mark.parametrize("content, needle", [(None, "cannot read"), ("", "lists no files"),
+                                             ("abc  tables/x.csv\n", ":1:"), ("0" * 64 + " x\n", ":1:")])
+def test_check_manifest_input_is_checked(tmp_path, content, needle):
+    manifest = tmp_path / "manifest.sha256"
+    if content is not None:
+        manifest.write_text(content)
+    _one_line_exit_2(cli("check-manifest", str(manifest)), needle)
+
+
+BLOCKS = '''
+import torch.nn as nn
+from lnstab.model import Residual
+
+class Narrowing(Residual):
+    def forward(self, x):
+        return x[..., 1:]
+
+class OneArgument(Residual):
+    def __init__(self, f):
+        super().__init__(f, None)
+'''
+
+
+@pytest.mark.parametrize("name", ["Narrowing", "OneArgument"])
+def test_a_screened_block_with_the_wrong_interface_is_one_line(tmp_path, name):
+    (tmp_path / "myblocks.py").write_text(BLOCKS)
+    res = cli("screen", "--block", f"myblocks:{name}", "--steps", "5", "--set", "train.warmup_steps=1",
+              "--out", str(tmp_path / "screen"), cwd=tmp_path,
+              env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src")])})
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and f"myblocks:{name}" in lines[0], res.stderr
+    assert not (tmp_path / "screen" / "runs").exists()
+
+
+def test_out_that_is_a_file_or_unwritable_is_one_line(tmp_path):
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    _one_line_exit_2(cli("train", "--out", str(afile), *tiny_args()), str(afile))
+    _one_line_exit_2(cli("train", "--out", str(afile / "run"), *tiny_args()), str(afile / "run"))
+
+
+def test_a_full_disk_during_a_checkpoint_loses_nothing(tmp_path):
+    """The file-size limit makes a checkpoint write fail as a full disk does; the run stops with
+    one line, the previous checkpoint is intact, and the same command then finishes the run."""
+    import resource
+    import signal as sig
+
+    out, whole = tmp_path / "run", tmp_path / "whole"
+    args = tiny_args("train.steps=30", "train.ckpt_interval=10")
+    cli("train", "--out", str(whole), "--quiet", *args, check=True)
+    size = (whole / "ckpt.pt").stat().st_size
+
+    def limit():  # room for the first checkpoints' files, not for the final one with every row
+        sig.signal(sig.SIGXFSZ, sig.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size - 2048, size - 2048))
+
+    res = subprocess.run([sys.executable, "-m", "lnstab.cli", "train", "--out", str(out), "--quiet", *args],
+                         capture_output=True, text=True, preexec_fn=limit)
+    _one_line_exit_2(res, str(out), "cannot write", "intact")
+    assert not list(out.glob(".*.tmp"))
+    cli("train", "--out", str(out), "--quiet", *args, check=True)
+    for name in ("probes.csv", "bounds.csv"):
+        assert (out / name).read_bytes() == (whole / name).read_bytes()
