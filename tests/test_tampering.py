@@ -341,3 +341,88 @@ def test_a_full_disk_during_a_checkpoint_loses_nothing(tmp_path):
     cli("train", "--out", str(out), "--quiet", *args, check=True)
     for name in ("probes.csv", "bounds.csv"):
         assert (out / name).read_bytes() == (whole / name).read_bytes()
+
+
+# -- 4, 10. a stop never loses the step reached, exits 3, and prints no traceback ---------------
+JOB = '''
+import sys
+from lnstab.cli import run_rank
+from lnstab.launch import note_stop_signals
+note_stop_signals()
+from lnstab.study import prepare_corpus, train_grid_point
+prepare_corpus({"source": "shakespeare"}, "data", "data/meta.json", "baselines")
+base = {"model": {"d_model": 24, "n_head": 3, "block_size": 24}, "train": {"steps": 4000, "batch_size": 6,
+        "warmup_steps": 2, "eval_interval": 1000, "ckpt_interval": 0, "log_interval": 5, "eval_batches": 1},
+        "probe": {"interval": 1000, "batch_size": 2, "jacobian_iters": 2}}
+params = {"placement": "peri", "n_layer": 2, "dt": 0.5, "weight_decay": 0.1, "lr": 0.01, "seed": 3}
+sys.exit(run_rank(lambda: train_grid_point(params, base, "data/meta.json", "run", int(sys.argv[1]))))
+'''
+SLOW_SAVE = '''
+import os, time
+import lnstab.io
+_save = lnstab.io.save_torch
+def save_torch(path, obj):  # a checkpoint write as slow as a paper-scale one on a busy file system
+    time.sleep(float(os.environ["SLOW_SAVE_S"]))
+    _save(path, obj)
+lnstab.io.save_torch = save_torch
+'''
+
+
+def _catches(pid, sig) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        status = open(f"/proc/{pid}/status").read()
+    except OSError:
+        return False
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt")), 16)
+    return bool(mask >> (sig - 1) & 1)
+
+
+def _job(tmp_path, processes, slow_save_s=0.0):
+    import signal as sig
+
+    (tmp_path / "job.py").write_text(JOB)
+    (tmp_path / "hook").mkdir(exist_ok=True)
+    (tmp_path / "hook" / "sitecustomize.py").write_text(SLOW_SAVE if slow_save_s else "")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), str(ROOT / "src")]),
+           "SLOW_SAVE_S": str(slow_save_s), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "job.py", str(processes)], cwd=tmp_path, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    return proc, sig
+
+
+@pytest.mark.slow
+def test_a_stop_waits_for_a_slow_checkpoint_on_two_processes(tmp_path):
+    """torchrun would SIGKILL the ranks 30 s after the signal; a 35 s checkpoint write is kept."""
+    import torch
+
+    proc, sig = _job(tmp_path, 2, slow_save_s=35)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "step 20/4000" in line:
+            proc.send_signal(sig.SIGTERM)
+            break
+    err = "".join(lines) + proc.communicate(timeout=300)[1]
+    assert proc.returncode == 3, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)["step"] >= 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("delay", [0.0, 0.4, 1.5])
+def test_a_stop_during_start_up_exits_3_without_a_traceback(tmp_path, processes, delay):
+    """From the moment the command handles the signal (its first lines), whatever it is doing:
+    importing torch, tokenizing, building the model, starting the ranks, training."""
+    import time
+
+    proc, sig = _job(tmp_path, processes)
+    t0 = time.monotonic()
+    while not _catches(proc.pid, sig.SIGTERM) and time.monotonic() - t0 < 60:
+        time.sleep(0.002)
+    time.sleep(delay)
+    proc.send_signal(sig.SIGTERM)
+    err = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 3, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]

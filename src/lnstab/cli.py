@@ -67,32 +67,64 @@ def main(argv: list[str] | None = None) -> int:
         return plan(args)
     if args.command == "screen":
         return screen(args)
-    try:
-        cfg = load_config(args.config, args.overrides)
-        if args.command == "show-config":
-            from .config import described_yaml
-
-            print(described_yaml(cfg), end="")
-            return 0
-        from . import distributed
-        from .train import PREEMPTED_EXIT, Preempted, RunError, train
-
+    if args.command == "show-config":
         try:
-            summary = train(cfg, args.out, verbose=not args.quiet, restart_stale=args.restart,
-                            allow_other_code=args.allow_other_code)
-        except RunError as e:
-            print(f"lnstab: {e}", file=sys.stderr)
+            cfg = load_config(args.config, args.overrides)
+        except ConfigError as e:
+            print(f"lnstab: config error: {e}", file=sys.stderr)
             return 2
-        except Preempted as e:
-            if os.environ.get("RANK", "0") == "0":  # once, not once per rank
-                print(f"lnstab: {e}", file=sys.stderr)
-            return PREEMPTED_EXIT
-        finally:
-            distributed.shutdown()
+        from .config import described_yaml
+
+        print(described_yaml(cfg), end="")
+        return 0
+
+    from .launch import note_stop_signals
+
+    note_stop_signals()  # from here a stop during start-up ends the run with status 3, not 143
+
+    def work():
+        from .train import train
+
+        return train(load_config(args.config, args.overrides), args.out, verbose=not args.quiet,
+                     restart_stale=args.restart, allow_other_code=args.allow_other_code)
+
+    return run_rank(work)
+
+
+def run_rank(work) -> int:
+    """One process of a training job (the only one, or a rank under torchrun or lnstab.launch):
+    its exit status, and one line saying what ended it, from rank 0 only; no traceback for a
+    stop, a config error or an unusable run folder."""
+    from . import distributed
+    from .train import PREEMPTED_EXIT, Preempted, RunError
+
+    rank = os.environ.get("RANK", "0")
+
+    def say(msg):
+        if rank == "0":  # once, not once per rank
+            print(f"lnstab: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        summary = work()
+        return 0 if summary["status"] in ("completed", "diverged") else 1
+    except Preempted as e:
+        say(e)
+        return PREEMPTED_EXIT
     except ConfigError as e:
-        print(f"lnstab: config error: {e}", file=sys.stderr)
+        say(f"config error: {e}")
         return 2
-    return 0 if summary["status"] in ("completed", "diverged") else 1
+    except RunError as e:
+        say(e)
+        return 2
+    except Exception as e:
+        if rank == "0":
+            raise
+        # another rank: most often its peers stopped (rank 0 says why); one line, not a traceback
+        cause = str(e).splitlines()[0] if str(e) else ""
+        print(f"lnstab: rank {rank} stopped: {type(e).__name__}: {cause[:200]}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        distributed.shutdown()
 
 
 def screen(args) -> int:

@@ -143,19 +143,19 @@ def _fd(stream):
 
 
 def _torchrun_grid_point(params: dict, base: dict, meta_path, folder, processes: int) -> dict:
-    """The same call on ``processes`` ranks: torchrun starts this module with the arguments as
-    one JSON document; a stop signal reaches the ranks through torchrun and ends the job with
-    the trainer's exit status (lnstab.train.PREEMPTED_EXIT), so that a retry resumes."""
-    import subprocess
+    """The same call on ``processes`` ranks, started by lnstab.launch with the arguments as one
+    JSON document; a stop signal ends the job with PREEMPTED_EXIT (raised as Preempted), so that
+    a retry resumes, after every rank has finished its step and the checkpoint is written."""
+    from .launch import PREEMPTED_EXIT, launch
+    from .train import Preempted
 
     job = json.dumps({"params": params, "base": base, "meta_path": str(meta_path), "folder": str(folder)})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           "-m", "lnstab.study", job]
-    print(f"training {folder} on {processes} processes: torchrun --standalone --nproc_per_node={processes}",
-          flush=True)
-    code = subprocess.run(cmd, stdout=_fd(sys.stdout), stderr=_fd(sys.stderr)).returncode
+    print(f"training {folder} on {processes} processes (torch.distributed, lnstab.launch)", flush=True)
+    code = launch(["lnstab.study", job], processes, dict(os.environ), _fd(sys.stdout), _fd(sys.stderr))
+    if code == PREEMPTED_EXIT:
+        raise Preempted(f"{folder}: stopped by a signal; the checkpoint holds the step reached")
     if code != 0:
-        raise RuntimeError(f"torchrun training of {folder} exited with status {code}")
+        raise RuntimeError(f"training of {folder} on {processes} processes exited with status {code}")
     return json.loads((Path(folder) / "summary.json").read_text())
 
 
@@ -337,14 +337,8 @@ def check_manifest(manifest) -> list[str]:
 
 
 if __name__ == "__main__":  # one rank of _torchrun_grid_point
-    from . import distributed
-    from .train import PREEMPTED_EXIT, Preempted
+    from .cli import run_rank
+    from .launch import note_stop_signals
 
-    try:
-        train_grid_point(**json.loads(sys.argv[1]))
-    except Preempted as e:
-        if os.environ.get("RANK", "0") == "0":  # once, not once per rank
-            print(f"lnstab: {e}", file=sys.stderr)
-        sys.exit(PREEMPTED_EXIT)
-    finally:
-        distributed.shutdown()
+    note_stop_signals()
+    sys.exit(run_rank(lambda: train_grid_point(**json.loads(sys.argv[1]))))

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from . import distributed
+from .launch import EARLY_STOPS, PREEMPTED_EXIT, STOP_SIGNALS  # noqa: F401 - part of this interface
 from .bounds import bound_rows
 from .config import ConfigError, RunConfig, check_batch_split
 from .data import get_batch, load_corpus
@@ -44,10 +45,6 @@ from .runfolder import (  # noqa: F401 - RunError, TIMING_COLUMNS: part of this 
 
 # offsets that give the evaluation and probe generators their own streams
 EVAL_SEED_OFFSET, PROBE_SEED_OFFSET = 1_000_003, 2_000_003
-# what a scheduler sends before a time limit or a preemption (SLURM: SIGTERM, or the --signal of
-# profiles/slurm): the trainer finishes its step, writes a checkpoint and exits
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-PREEMPTED_EXIT = 3  # the exit status of ``lnstab train`` after such a stop
 
 
 class Preempted(Exception):
@@ -390,6 +387,8 @@ class Run:
             previous = {s: signal.signal(s, note) for s in STOP_SIGNALS}
         except ValueError:  # not the main thread: signals cannot be caught here
             previous = {}
+        if EARLY_STOPS:  # arrived during start-up (lnstab.launch.note_stop_signals)
+            self.stop_signal = EARLY_STOPS[-1]
         try:
             yield
         finally:
@@ -404,6 +403,9 @@ class Run:
         st, t = self.state, self.cfg.train
         probes_at = set(probe_steps(self.cfg)) if self.cfg.probe.enabled else set()
         bar = Progress(t.steps, t.log_interval, self.out.name, self.verbose)
+        if self.group.any(self.stop_signal is not None):  # before any step: the checkpoint holds all
+            raise Preempted(f"{self.out}: stopped by a signal before training resumed at step {st.step}; "
+                            "the same command resumes")
         while st.status == "running":
             due = st.step in probes_at and st.step not in st.probed
             # rank 0 probes; every rank learns whether the hidden states were finite
