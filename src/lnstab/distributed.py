@@ -1,11 +1,12 @@
 """Data-parallel training on torch.distributed: the process group of one training job.
 
 A job of N processes is launched by torchrun (``torchrun --standalone --nproc_per_node=N -m
-lnstab train ...``), which sets RANK, WORLD_SIZE and LOCAL_RANK; a job without them is a single
+lnstab train ...``) or, in the workflow, by lnstab.launch; either sets RANK, WORLD_SIZE and LOCAL_RANK; a job without them is a single
 process and nothing here talks to anyone. Backend: NCCL on GPUs, gloo on CPUs.
 
 Every rank draws the same global batch (the training generator is replicated) and trains on its
-own slice of it, so the same config gives the same training whatever N is. Rank 0 alone writes
+own slice of it, so the same config trains on the same data whatever N is (equal up to the
+rounding of the gradient's sum over the ranks). Rank 0 alone writes
 the run folder, evaluates and probes; the others follow its decisions through ``any``.
 """
 from __future__ import annotations

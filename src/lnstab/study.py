@@ -117,9 +117,9 @@ def prepare_corpus(data: dict, folder: str | Path, meta_path: str | Path, baseli
 def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: str | Path, processes: int = 1) -> dict:
     """Train one grid point on the prepared corpus (resuming from its checkpoint if present; a
     checkpoint of another config or other data is moved aside and the run trained again).
-    With ``processes`` > 1 the run is trained by that many torchrun ranks on this node."""
+    With ``processes`` > 1 the run is trained by that many ranks on this node (lnstab.launch)."""
     if processes > 1 and "WORLD_SIZE" not in os.environ:
-        return _torchrun_grid_point(params, base, meta_path, folder, processes)
+        return _ranks_grid_point(params, base, meta_path, folder, processes)
     from .train import train
 
     meta = json.loads(Path(meta_path).read_text())
@@ -142,7 +142,7 @@ def _fd(stream):
         return None
 
 
-def _torchrun_grid_point(params: dict, base: dict, meta_path, folder, processes: int) -> dict:
+def _ranks_grid_point(params: dict, base: dict, meta_path, folder, processes: int) -> dict:
     """The same call on ``processes`` ranks, started by lnstab.launch with the arguments as one
     JSON document; a stop signal ends the job with PREEMPTED_EXIT (raised as Preempted), so that
     a retry resumes, after every rank has finished its step and the checkpoint is written."""
@@ -336,7 +336,7 @@ def check_manifest(manifest) -> list[str]:
     return bad + check_chain(load_records(path.parent), missing_ok=True)
 
 
-if __name__ == "__main__":  # one rank of _torchrun_grid_point
+if __name__ == "__main__":  # one rank of _ranks_grid_point
     from .cli import run_rank
     from .launch import note_stop_signals
 
