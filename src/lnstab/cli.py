@@ -48,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
                     "lnstab.screen.SCREEN_BASE; at least 1)")
     sc.add_argument("--block", metavar="MODULE:CLASS", help="your own residual sub-layer (lnstab.model.Residual's interface)")
     sc.add_argument("--out", default="results/screen", help="folder for the tables, the figure and the runs")
+    ins = sub.add_parser("inspect", help="probe a pretrained GPT-2 checkpoint folder (transformers' save_pretrained) "
+                         "as a training run's final probe: probes.csv, bounds.csv, summary.json")
+    ins.add_argument("model", help="folder written by save_pretrained (nothing is downloaded)")
+    ins.add_argument("--text", metavar="FILE", help="UTF-8 text to measure on (default: the built-in corpus's "
+                     "validation split)")
+    ins.add_argument("--tokens", type=int, default=256, help="tokens per sequence (default 256)")
+    ins.add_argument("--batch", type=int, default=2, help="sequences (default 2)")
+    ins.add_argument("--jacobians", action="store_true", help="also the sub-layers' Jacobian estimates (slower)")
+    ins.add_argument("--out", required=True, help="output folder")
     cm = sub.add_parser("check-manifest", help="compare files with a sha256 manifest (exit 1 if any differ)")
     cm.add_argument("manifest")
     args = parser.parse_args(argv)
@@ -65,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if bad else 0
     if args.command == "plan":
         return plan(args)
+    if args.command == "inspect":
+        return inspect(args)
     if args.command == "screen":
         return screen(args)
     if args.command == "show-config":
@@ -125,6 +136,28 @@ def run_rank(work) -> int:
         return 1
     finally:
         distributed.shutdown()
+
+
+def inspect(args) -> int:
+    from .pretrained import inspect as inspect_model
+
+    try:
+        if args.batch < 1:
+            raise ConfigError(f"--batch: at least 1 sequence, got {args.batch}")
+        text = None
+        if args.text is not None:
+            try:
+                text = open(args.text, encoding="utf-8").read()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"--text {args.text}: {getattr(e, 'strerror', None) or e}") from None
+        inspect_model(args.model, args.out, text, args.tokens, args.batch, args.jacobians)
+    except ConfigError as e:
+        print(f"lnstab inspect: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"lnstab inspect: {getattr(e, 'filename', '') or args.out}: {e.strerror}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def screen(args) -> int:

@@ -35,6 +35,7 @@ class ModelConfig:
     bias: bool = True  # biases in Linear and LayerNorm
     ln_eps: float = 1e-5  # LayerNorm eps, inside the square root
     fused_attention: bool = True  # scaled_dot_product_attention; False: explicit softmax(QK^T)V
+    gelu: str = "exact"  # exact | tanh: the MLP's GELU (tanh: GPT-2's approximation, for its checkpoints)
     # GPT-2 scales the init of every branch output projection by 1/sqrt(2 n_layer). Where an
     # output LN normalises the branch (Peri-LN) that scaling only pushes the LN's input variance
     # below ln_eps (docs/bounds.md, "The Peri-LN eps regime"). There: proj = GPT-2's rule as is;
@@ -113,6 +114,7 @@ CHOICES = {
     "model.placement": PLACEMENTS,
     "model.norm": NORMS,
     "model.normalised_branch_init": ("gain", "proj", "none"),
+    "model.gelu": ("exact", "tanh"),
     "data.source": ("shakespeare", "text", "bin"),
     "data.tokenizer": ("char", "gpt2"),
     "train.device": ("cpu", "cuda", "auto"),

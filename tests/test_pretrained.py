@@ -1,0 +1,132 @@
+"""Pretrained checkpoints: GPT-2 of transformers loaded into lnstab's GPT, and ``lnstab inspect``,
+on tiny randomly initialised models saved with save_pretrained (nothing is downloaded)."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from conftest import ROOT  # noqa: E402
+from lnstab.config import ConfigError, load_config  # noqa: E402
+from lnstab.model import GPT  # noqa: E402
+from lnstab.pretrained import from_gpt2, load_checkpoint, to_gpt2  # noqa: E402
+
+GPT2_VOCAB = 50257
+
+
+def tiny_gpt2(activation="gelu_new", vocab=GPT2_VOCAB, seed=0):
+    torch.manual_seed(seed)
+    config = transformers.GPT2Config(vocab_size=vocab, n_positions=40, n_embd=48, n_layer=3, n_head=4,
+                                     activation_function=activation)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # trained-looking weights: LayerNorm gains and biases away from 1 and 0
+        for name, p in model.named_parameters():
+            if "ln_" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "lnstab.cli", *args], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
+def test_gpt2_logits_equal_transformers(activation):
+    hf = tiny_gpt2(activation)
+    ours = from_gpt2(hf).eval()
+    idx = torch.randint(GPT2_VOCAB, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = hf(idx).logits
+        got = ours(idx)[0]
+    assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+def test_round_trip_is_exact():
+    cfg = load_config(None, ["model.n_layer=2", "model.d_model=32", "model.n_head=4", "model.block_size=16",
+                             "model.vocab_size=70", "model.gelu=tanh"]).model
+    torch.manual_seed(3)
+    ours = GPT(cfg)
+    back = from_gpt2(to_gpt2(ours))
+    a, b = ours.state_dict(), back.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_only_a_pre_ln_gpt_is_a_gpt2():
+    cfg = load_config(None, ["model.placement=peri", "model.vocab_size=70"]).model
+    with pytest.raises(ConfigError, match="placement peri"):
+        to_gpt2(GPT(cfg))
+
+
+def test_inspect_writes_a_runs_tables_with_zero_violations(tmp_path):
+    hf = tiny_gpt2()
+    hf.save_pretrained(tmp_path / "model")
+    res = cli("inspect", str(tmp_path / "model"), "--tokens", "32", "--batch", "2", "--out", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["placement"] == "pre" and s["n_layer"] == 3 and s["finite"]
+    assert s["bound_checks"] > 0 and s["bound_violations"] == 0
+    probes = pd.read_csv(tmp_path / "out" / "probes.csv")
+    mean_norm = probes[probes["quantity"] == "mean_norm"].sort_values("sublayer")
+    assert list(mean_norm["sublayer"]) == list(range(7))  # x^(0..2L)
+    # the stream at block boundaries is transformers' own hidden states on the same tokens
+    from lnstab.pretrained import default_text, tokens_for
+
+    ids = tokens_for(tmp_path / "model", GPT2_VOCAB, default_text())[:64].view(2, 32)
+    with torch.no_grad():
+        states = hf(ids, output_hidden_states=True).hidden_states
+    for layer in range(3):  # hidden_states[i] is the input of block i; the last has ln_f applied
+        want = states[layer].double().norm(dim=-1).mean().item()
+        got = mean_norm[mean_norm["sublayer"] == 2 * layer]["value"].item()
+        assert got == pytest.approx(want, rel=1e-5)
+    assert json.loads((tmp_path / "out" / "provenance.json").read_text())["transformers"] == transformers.__version__
+
+
+def _bert(folder):
+    transformers.BertModel(transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
+                                                   num_attention_heads=2, intermediate_size=32)).save_pretrained(folder)
+
+
+def _mismatched(folder):
+    tiny_gpt2().save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "n_embd": 64}))
+
+
+def _no_tokenizer(folder):
+    tiny_gpt2(vocab=300).save_pretrained(folder)
+
+
+@pytest.mark.parametrize("make, needle", [
+    (None, "not a folder"),
+    (lambda f: f.mkdir(), "no config.json"),
+    (lambda f: f.write_text("x"), "not a folder"),
+    (_bert, "'bert'"),
+    (_mismatched, "do not load"),
+    (_no_tokenizer, "no tokenizer"),
+])
+def test_bad_checkpoints_are_one_line(tmp_path, make, needle):
+    folder = tmp_path / "model"
+    if make is not None:
+        make(folder)
+    res = cli("inspect", str(folder), "--tokens", "16", "--out", str(tmp_path / "out"))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and needle in lines[-1] and "Traceback" not in res.stderr, res.stderr[-2000:]
+
+
+def test_text_shorter_than_the_batch_is_one_line(tmp_path):
+    tiny_gpt2().save_pretrained(tmp_path / "model")
+    (tmp_path / "short.txt").write_text("To be, or not to be.")
+    res = cli("inspect", str(tmp_path / "model"), "--text", str(tmp_path / "short.txt"), "--tokens", "32",
+              "--out", str(tmp_path / "out"))
+    assert res.returncode == 2 and "the text has" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_load_checkpoint_reads_the_folder_it_was_given(tmp_path):
+    hf = tiny_gpt2(seed=5)
+    hf.save_pretrained(tmp_path / "m")
+    ours, config = load_checkpoint(tmp_path / "m")
+    assert config.n_layer == 3 and torch.equal(ours.wte.weight, hf.transformer.wte.weight)
