@@ -130,3 +130,89 @@ def test_load_checkpoint_reads_the_folder_it_was_given(tmp_path):
     hf.save_pretrained(tmp_path / "m")
     ours, config = load_checkpoint(tmp_path / "m")
     assert config.n_layer == 3 and torch.equal(ours.wte.weight, hf.transformer.wte.weight)
+
+
+# -- other families, through hooks ------------------------------------------------------------
+SMALL = dict(vocab_size=GPT2_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+             num_attention_heads=4, max_position_embeddings=64)
+FAMILY_MODELS = {  # model type: (config class, model class, arguments, placement, norm)
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {**SMALL, "num_key_value_heads": 2}, "pre", "rmsnorm"),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {**SMALL, "num_key_value_heads": 2}, "pre", "rmsnorm"),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {**SMALL, "num_key_value_heads": 2}, "pre", "rmsnorm"),
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", {**SMALL, "num_key_value_heads": 2}, "output", "rmsnorm"),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {**SMALL, "num_key_value_heads": 2, "head_dim": 8}, "peri",
+               "rmsnorm"),
+    "opt": ("OPTConfig", "OPTForCausalLM", {"vocab_size": GPT2_VOCAB, "hidden_size": 32, "ffn_dim": 64,
+                                             "num_hidden_layers": 3, "num_attention_heads": 4,
+                                             "max_position_embeddings": 64, "word_embed_proj_dim": 32}, "pre",
+            "layernorm"),
+    "opt-post": ("OPTConfig", "OPTForCausalLM", {"vocab_size": GPT2_VOCAB, "hidden_size": 32, "ffn_dim": 64,
+                                                  "num_hidden_layers": 3, "num_attention_heads": 4,
+                                                  "max_position_embeddings": 64, "word_embed_proj_dim": 32,
+                                                  "do_layer_norm_before": False}, "post", "layernorm"),
+    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", SMALL, "parallel", "layernorm"),
+}
+
+
+def _save_family(name, folder):
+    cfg_cls, model_cls, kwargs, _, _ = FAMILY_MODELS[name]
+    torch.manual_seed(0)
+    model = getattr(transformers, model_cls)(getattr(transformers, cfg_cls)(**kwargs)).eval()
+    with torch.no_grad():  # norm gains away from their init, as training leaves them
+        for n, p in model.named_parameters():
+            if "norm" in n and p.ndim == 1:
+                p.add_(0.3 * torch.randn_like(p))
+    model.save_pretrained(folder)
+    return model
+
+
+@pytest.mark.parametrize("name", list(FAMILY_MODELS))
+def test_a_family_is_detected_and_its_stream_is_transformers_own(tmp_path, name):
+    model = _save_family(name, tmp_path / "model")
+    res = cli("inspect", str(tmp_path / "model"), "--tokens", "16", "--batch", "2", "--out", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    placement, norm = FAMILY_MODELS[name][3:]
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (s["placement"], s["norm"], s["finite"]) == (placement, norm, True)
+    assert f"placement {placement}" in res.stderr
+    probes = pd.read_csv(tmp_path / "out" / "probes.csv")
+    mean_norm = probes[probes["quantity"] == "mean_norm"].set_index("sublayer")["value"]
+    expected_points = 4 if placement == "parallel" else 7  # x^(0..2L), a parallel block one step
+    assert len(mean_norm) == expected_points and probes["value"].notna().all()
+    assert (probes[probes["quantity"] == "adjoint_norm"]["value"] > 0).all()
+    from lnstab.pretrained import default_text, tokens_for
+
+    ids = tokens_for(tmp_path / "model", GPT2_VOCAB, default_text())[:32].view(2, 16)
+    with torch.no_grad():
+        states = model(input_ids=ids, output_hidden_states=True).hidden_states
+    for layer in range(3):  # the input of every layer: x^(2i)
+        want = states[layer].double().norm(dim=-1).mean().item()
+        assert mean_norm[2 * layer] == pytest.approx(want, rel=1e-5), layer
+    assert len(pd.read_csv(tmp_path / "out" / "bounds.csv")) == 0  # no bound is proven for hooked families
+
+
+@pytest.mark.parametrize("name", ["llama", "olmo2", "gemma2"])
+def test_sub_layer_points_are_the_familys_equations(tmp_path, name):
+    """x^(2i+2) - x^(2i+1) is the MLP sub-layer's term: mlp(norm(h)) for Pre-LN, norm(mlp(h)) for
+    OLMo 2's output norm, post(mlp(pre(h))) for Gemma's Peri-LN."""
+    from lnstab.pretrained import FAMILIES, probe_hooked
+
+    model = _save_family(name, tmp_path / "model")
+    _, _, layers, mid, _ = FAMILIES[name]
+    ids = torch.randint(GPT2_VOCAB, (2, 12), generator=torch.Generator().manual_seed(2))
+    hidden = probe_hooked(model, layers, mid, ids, ids)["hidden"]
+    with torch.no_grad():
+        for i, layer in enumerate(model.model.layers):
+            h = hidden[2 * i + 1]
+            term = {"llama": lambda: layer.mlp(layer.post_attention_layernorm(h)),
+                    "olmo2": lambda: layer.post_feedforward_layernorm(layer.mlp(h)),
+                    "gemma2": lambda: layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))}[name]()
+            torch.testing.assert_close(hidden[2 * i + 2] - h, term, rtol=1e-5, atol=1e-5)
+
+
+def test_an_unsupported_architecture_names_the_supported_ones(tmp_path):
+    torch.manual_seed(0)
+    transformers.GPTJForCausalLM(transformers.GPTJConfig(vocab_size=64, n_embd=32, n_layer=1, n_head=4,
+                                                         n_positions=32, rotary_dim=4)).save_pretrained(tmp_path / "m")
+    res = cli("inspect", str(tmp_path / "m"), "--out", str(tmp_path / "out"))
+    assert res.returncode == 2 and "'gptj'" in res.stderr and "llama" in res.stderr and "Traceback" not in res.stderr

@@ -48,14 +48,16 @@ def main(argv: list[str] | None = None) -> int:
                     "lnstab.screen.SCREEN_BASE; at least 1)")
     sc.add_argument("--block", metavar="MODULE:CLASS", help="your own residual sub-layer (lnstab.model.Residual's interface)")
     sc.add_argument("--out", default="results/screen", help="folder for the tables, the figure and the runs")
-    ins = sub.add_parser("inspect", help="probe a pretrained GPT-2 checkpoint folder (transformers' save_pretrained) "
-                         "as a training run's final probe: probes.csv, bounds.csv, summary.json")
+    ins = sub.add_parser("inspect", help="probe a pretrained decoder's checkpoint folder (transformers' "
+                         "save_pretrained: GPT-2, Llama, Qwen, Mistral, OLMo 2, Gemma 2/3, OPT, GPT-NeoX) as a "
+                         "training run's final probe: probes.csv, bounds.csv, summary.json")
     ins.add_argument("model", help="folder written by save_pretrained (nothing is downloaded)")
     ins.add_argument("--text", metavar="FILE", help="UTF-8 text to measure on (default: the built-in corpus's "
                      "validation split)")
     ins.add_argument("--tokens", type=int, default=256, help="tokens per sequence (default 256)")
     ins.add_argument("--batch", type=int, default=2, help="sequences (default 2)")
-    ins.add_argument("--jacobians", action="store_true", help="also the sub-layers' Jacobian estimates (slower)")
+    ins.add_argument("--jacobians", action="store_true", help="also the sub-layers' Jacobian estimates (GPT-2; slower)")
+    ins.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16 (families other than GPT-2)")
     ins.add_argument("--out", required=True, help="output folder")
     cm = sub.add_parser("check-manifest", help="compare files with a sha256 manifest (exit 1 if any differ)")
     cm.add_argument("manifest")
@@ -150,7 +152,7 @@ def inspect(args) -> int:
                 text = open(args.text, encoding="utf-8").read()
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError(f"--text {args.text}: {getattr(e, 'strerror', None) or e}") from None
-        inspect_model(args.model, args.out, text, args.tokens, args.batch, args.jacobians)
+        inspect_model(args.model, args.out, text, args.tokens, args.batch, args.jacobians, args.dtype)
     except ConfigError as e:
         print(f"lnstab inspect: {e}", file=sys.stderr)
         return 2

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import sys
 import time
 from pathlib import Path
 
@@ -100,11 +102,119 @@ def to_gpt2(model):
     return hf.eval()
 
 
+# -- other decoder families: the stream read through forward hooks ------------------------------
+# model_type -> (placement, norm, decoder layers, where x^(2i+1) is read: (module of the layer,
+# "input" | "output"), or None where attention and MLP act in parallel on the same x, note).
+# x^(2i) is a layer's input and x^(2L) the last layer's output, before the final norm.
+FAMILIES = {
+    "llama": ("pre", "rmsnorm", "model.layers", ("post_attention_layernorm", "input"), ""),
+    "mistral": ("pre", "rmsnorm", "model.layers", ("post_attention_layernorm", "input"), ""),
+    "qwen2": ("pre", "rmsnorm", "model.layers", ("post_attention_layernorm", "input"), ""),
+    "qwen3": ("pre", "rmsnorm", "model.layers", ("post_attention_layernorm", "input"), "QK-norm in attention"),
+    "olmo2": ("output", "rmsnorm", "model.layers", ("mlp", "input"), "QK-norm in attention"),
+    "gemma2": ("peri", "rmsnorm", "model.layers", ("pre_feedforward_layernorm", "input"),
+               "RMSNorm gain (1 + w); embeddings scaled by sqrt(d)"),
+    "gemma3_text": ("peri", "rmsnorm", "model.layers", ("pre_feedforward_layernorm", "input"),
+                    "RMSNorm gain (1 + w); embeddings scaled by sqrt(d); QK-norm"),
+    "opt": (None, "layernorm", "model.decoder.layers", None, "Pre-LN or Post-LN by do_layer_norm_before"),
+    "gpt_neox": (None, "layernorm", "gpt_neox.layers", None, "parallel attention and MLP by use_parallel_residual"),
+}
+MASSIVE_TOP = 3  # the largest dimensions reported per point (massive activations)
+
+
+def family(hf_config) -> tuple[str, str, str, tuple | None, str]:
+    """(placement, norm, layers, mid point, note) of a transformers decoder config."""
+    kind = hf_config.model_type
+    if kind not in FAMILIES:
+        raise ConfigError(f"model type {kind!r} ({type(hf_config).__name__}) is not supported; supported: gpt2, "
+                          + ", ".join(FAMILIES))
+    placement, norm, layers, mid, note = FAMILIES[kind]
+    if kind == "opt":
+        pre = hf_config.do_layer_norm_before
+        placement = "pre" if pre else "post"
+        mid = ("final_layer_norm", "input") if pre else ("self_attn_layer_norm", "output")
+    if kind == "gpt_neox":
+        parallel = hf_config.use_parallel_residual
+        placement = "parallel" if parallel else "pre"
+        mid = None if parallel else ("post_attention_layernorm", "input")
+    return placement, norm, layers, mid, note
+
+
+def _first(x):
+    return x[0] if isinstance(x, (tuple, list)) else x
+
+
+def hooked_stream(hf_model, layers_path: str, mid) -> tuple[list, list]:
+    """Forward hooks that collect the stream x^(k) of a decoder during one forward pass: returns
+    (the list they fill, the hook handles). Each tensor is kept in the autograd graph."""
+    layers = hf_model.get_submodule(layers_path)
+    stream, handles = [], []
+
+    def layer_input(module, args, kwargs):
+        if not stream:  # x^(0): the first layer's input (embeddings, scaled where the family scales)
+            stream.append(args[0] if args else kwargs["hidden_states"])
+
+    handles.append(layers[0].register_forward_pre_hook(layer_input, with_kwargs=True))
+    for layer in layers:
+        if mid is not None:
+            module, side = layer.get_submodule(mid[0]), mid[1]
+            if side == "input":
+                handles.append(module.register_forward_pre_hook(lambda m, a, kw: stream.append(
+                    a[0] if a else kw["hidden_states"]), with_kwargs=True))
+            else:
+                handles.append(module.register_forward_hook(lambda m, a, out: stream.append(_first(out))))
+        handles.append(layer.register_forward_hook(lambda m, a, out: stream.append(_first(out))))
+    return stream, handles
+
+
+def massive_rows(hidden: list, sublayers: list[int]) -> list[dict]:
+    """Per point: the largest per-dimension max |x| over tokens (massive activations), its
+    dimensions, and the top value over the median dimension's."""
+    from .probes import _row, point_of
+
+    rows = []
+    for k, h in zip(sublayers, hidden):
+        per_dim = h.detach().abs().reshape(-1, h.shape[-1]).amax(0).double()
+        top = torch.topk(per_dim, min(MASSIVE_TOP, per_dim.numel()))
+        point, layer = point_of(k)
+        for i, (v, j) in enumerate(zip(top.values.tolist(), top.indices.tolist()), start=1):
+            rows += [_row(point, layer, k, f"dim_max_{i}", v), _row(point, layer, k, f"dim_max_{i}_index", j)]
+        rows.append(_row(point, layer, k, "dim_max_over_median", top.values[0].item() / per_dim.median().item()))
+    return rows
+
+
+def probe_hooked(hf_model, layers_path: str, mid, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """The stream rows (moments, adjoint norms) of a transformers decoder on one batch, read by
+    hooks; parameters and their gradients are left alone."""
+    from .probes import stacked_moments, stream_rows
+
+    stream, handles = hooked_stream(hf_model, layers_path, mid)
+    try:
+        logits = hf_model(input_ids=x).logits
+    finally:
+        for h in handles:
+            h.remove()
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+    adjoints = torch.autograd.grad(loss, stream)
+    hidden = [h.detach().float() for h in stream]
+    step = 1 if mid is not None else 2  # a parallel block is one step: its points are x^(2i)
+    sublayers = [step * k for k in range(len(hidden))]
+    rows = []
+    for k, m, a in zip(sublayers, stacked_moments(hidden), adjoints):
+        rows += [r | {"sublayer": k} for r in stream_rows([m], [a.double().norm().item()])]
+    from .probes import point_of
+
+    for r in rows:
+        r["point"], r["layer"] = point_of(r["sublayer"])
+    return {"rows": rows, "hidden": hidden, "sublayers": sublayers, "loss": loss.item()}
+
+
 # -- lnstab inspect ------------------------------------------------------------------------------
-def load_checkpoint(folder: str | Path):
-    """(lnstab GPT, transformers config) of a ``save_pretrained`` folder; ConfigError naming the
-    folder for anything else (no folder, no config.json, an architecture lnstab cannot load,
-    weights that do not match the config)."""
+def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32):
+    """(model, transformers config) of a ``save_pretrained`` folder: lnstab's own GPT for the
+    GPT-2 family, the transformers model (eval mode) for the other families of FAMILIES. A
+    ConfigError naming the folder for anything else (no folder, no config.json, an architecture
+    lnstab does not support, weights that do not match the config)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder written by transformers' save_pretrained "
@@ -112,19 +222,22 @@ def load_checkpoint(folder: str | Path):
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{folder}: no config.json (not a folder written by save_pretrained)")
     try:
-        from transformers import AutoConfig, GPT2LMHeadModel
+        from transformers import AutoConfig, AutoModelForCausalLM, GPT2LMHeadModel
     except ImportError:
         raise ConfigError("lnstab inspect needs transformers (pip install -e '.[hf]')") from None
     hf_config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    if hf_config.model_type != "gpt2":
-        raise ConfigError(f"{folder}: model type {hf_config.model_type!r} ({type(hf_config).__name__}); "
-                          "lnstab inspect loads the GPT-2 family (model type 'gpt2')")
+    gpt2 = hf_config.model_type == "gpt2"
+    if gpt2 and dtype != torch.float32:
+        raise ConfigError("--dtype: the GPT-2 family is measured in lnstab's own GPT, in float32")
+    if not gpt2:
+        family(hf_config)  # an unsupported architecture stops here, naming the supported ones
     try:
-        hf_model = GPT2LMHeadModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+        cls = GPT2LMHeadModel if gpt2 else AutoModelForCausalLM
+        hf_model = cls.from_pretrained(folder, local_files_only=True, dtype=dtype).eval()
     except Exception as e:  # shapes that do not match the config, a damaged weights file
         raise ConfigError(f"{folder}: its weights do not load as its config says "
                           f"({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
-    return from_gpt2(hf_model.eval()), hf_config
+    return (from_gpt2(hf_model) if gpt2 else hf_model), hf_config
 
 
 def tokens_for(folder: Path, vocab_size: int, text: str) -> torch.Tensor:
@@ -157,10 +270,17 @@ def default_text() -> str:
     return text[int(0.9 * len(text)):]
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
 def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens: int = 256, batch: int = 2,
-            jacobians: bool = False, verbose: bool = True) -> dict:
+            jacobians: bool = False, dtype: str = "float32", verbose: bool = True) -> dict:
     """Probe a pretrained checkpoint on ``batch`` sequences of ``tokens`` tokens of ``text``, as a
-    training run's final probe; writes probes.csv, bounds.csv, summary.json and provenance.json."""
+    training run's final probe; writes probes.csv, bounds.csv, summary.json and provenance.json.
+    The GPT-2 family gets every probe and bound of the package; other families the stream's
+    moments and adjoint norms through hooks (bounds.csv then has no rows: no bound of docs/ is
+    proven for their norm conventions); every family the per-dimension maxima of the stream."""
+    import pandas as pd
     import transformers
 
     from .bounds import bound_rows
@@ -170,33 +290,43 @@ def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens
 
     t0 = time.perf_counter()
     folder, out = Path(folder), Path(out)
-    model, hf_config = load_checkpoint(folder)
-    cfg = model.cfg
-    if tokens < 2 or tokens > cfg.block_size:
-        raise ConfigError(f"--tokens: {tokens} must be in [2, {cfg.block_size}] (the model's context)")
-    ids = tokens_for(folder, cfg.vocab_size, default_text() if text is None else text)
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype: one of {', '.join(DTYPES)}, got {dtype!r}")
+    model, hf_config = load_checkpoint(folder, DTYPES[dtype])
+    gpt2 = hf_config.model_type == "gpt2"
+    placement, norm, layers, mid, note = ("pre", "layernorm", None, None, "") if gpt2 else family(hf_config)
+    context = model.cfg.block_size if gpt2 else hf_config.max_position_embeddings
+    if tokens < 2 or tokens > context:
+        raise ConfigError(f"--tokens: {tokens} must be in [2, {context}] (the model's context)")
+    ids = tokens_for(folder, hf_config.vocab_size, default_text() if text is None else text)
     need = batch * tokens + 1
     if len(ids) < need:
         raise ConfigError(f"the text has {len(ids)} tokens; {batch} sequences of {tokens} need {need}")
-    seq = ids[: batch * tokens + 1]
+    seq = ids[:need]
     x, y = seq[:-1].view(batch, tokens), seq[1:].view(batch, tokens)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_layer = hf_config.num_hidden_layers
     if verbose:
-        n = model.num_params()
-        print(f"[lnstab] {folder.name}: GPT-2, Pre-LN, {cfg.n_layer} blocks of width {cfg.d_model}, "
-              f"{n / 1e6:.1f} M parameters ({4 * n / 1e9:.2f} GB in float32); {batch} x {tokens} tokens",
-              flush=True)
-    result = probe(model, x, y, 32 if jacobians else 0, 1e-3)
-    finite = all(torch.isfinite(h).all().item() for h in result["hidden"])
-    rows = bound_rows(model, result) if finite else []
-    import pandas as pd
-
-    write_csv(out / "probes.csv", pd.DataFrame([{"step": 0, **r} for r in result["rows"]], columns=PROBE_COLUMNS))
+        print(f"[lnstab] {folder.name}: {hf_config.model_type}, placement {placement}, {norm}, {n_layer} blocks, "
+              f"{n_params / 1e6:.1f} M parameters ({n_params * DTYPES[dtype].itemsize / 1e9:.2f} GB in {dtype}); "
+              f"{batch} x {tokens} tokens" + (f"; note: {note}" if note else ""), file=sys.stderr, flush=True)
+    if gpt2:
+        result = probe(model, x, y, 32 if jacobians else 0, 1e-3)
+        result["sublayers"] = list(range(len(result["hidden"])))
+    else:
+        result = probe_hooked(model, layers, mid, x, y)
+    hidden = result["hidden"]
+    finite = [bool(torch.isfinite(h).all()) for h in hidden]
+    first_bad = next((k for k, ok in zip(result["sublayers"], finite) if not ok), None)
+    rows = bound_rows(model, result) if gpt2 and all(finite) else []
+    probe_rows = result["rows"] + massive_rows(hidden, result["sublayers"])
+    write_csv(out / "probes.csv", pd.DataFrame([{"step": 0, **r} for r in probe_rows], columns=PROBE_COLUMNS))
     b = pd.DataFrame([{"step": 0, **r} for r in rows], columns=BOUND_COLUMNS)
     write_csv(out / "bounds.csv", b)
-    summary = {"model": str(folder), "family": "gpt2", "placement": "pre", "norm": "layernorm",
-               "n_layer": cfg.n_layer, "d_model": cfg.d_model, "n_params": model.num_params(),
-               "tokens": batch * tokens, "batch": batch, "dtype": "float32", "finite": finite,
-               "loss": float(result["loss"]) if "loss" in result else None,
+    summary = {"model": str(folder), "model_type": hf_config.model_type, "class": type(model).__name__,
+               "placement": placement, "norm": norm, "note": note, "n_layer": n_layer, "n_params": n_params,
+               "tokens": batch * tokens, "batch": batch, "dtype": dtype, "finite": all(finite),
+               "first_nonfinite_sublayer": first_bad, "loss": result["loss"] if math.isfinite(result["loss"]) else None,
                "bound_checks": int((b["kind"] == "check").sum()) if len(b) else 0,
                "bound_violations": int(b["violation"].sum()) if len(b) else 0,
                "seconds": time.perf_counter() - t0}
@@ -204,8 +334,9 @@ def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens
     config_text = (folder / "config.json").read_bytes()
     write_json(out / "provenance.json", {"transformers": transformers.__version__, "torch": str(torch.__version__),
                                          "config_sha256": hashlib.sha256(config_text).hexdigest(),
-                                         "model_config": json.loads(config_text), "lnstab_config": cfg.__dict__})
+                                         "model_config": json.loads(config_text)})
     if verbose:
-        print(f"[lnstab] {out}: {summary['bound_checks']} bound checks, {summary['bound_violations']} violations",
-              flush=True)
+        end = "finite" if all(finite) else f"NOT finite from x^({first_bad}) on"
+        print(f"[lnstab] {out}: stream {end}; {summary['bound_checks']} bound checks, "
+              f"{summary['bound_violations']} violations", file=sys.stderr, flush=True)
     return summary
