@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             print(f"lnstab check-manifest: {e}", file=sys.stderr)
             return 2
+        from .study import absent_from_manifest
+
+        absent = absent_from_manifest(args.manifest)
+        if absent:
+            print(f"not present here (not compared): {len(absent)} file(s), e.g. {absent[0]}", file=sys.stderr)
         for problem in bad:
             print(problem, file=sys.stderr)
         print(f"{'OK' if not bad else 'MISMATCH'}: {args.manifest}", file=sys.stderr)

@@ -314,7 +314,9 @@ def write_manifest(files, out) -> None:
 
 def check_manifest(manifest) -> list[str]:
     """One message per file whose content differs from the manifest, or from what the job that
-    made it recorded (the study's lineage, where it is present); empty: all as certified.
+    made it recorded (the study's lineage, where it is present); empty: all as certified. Files
+    that are not here are not failures (absent_from_manifest lists them: a clone lacks the
+    tables that are not committed).
     ValueError for a manifest that is missing, empty or not in sha256sum's format."""
     from .lineage import check_chain, load_records
 
@@ -331,9 +333,15 @@ def check_manifest(manifest) -> list[str]:
         entries.append((digest, name))
     if not entries:
         raise ValueError(f"{manifest}: lists no files, so it certifies nothing")
-    bad = [f"{name}: missing" if not Path(name).exists() else f"{name}: differs from the manifest"
-           for digest, name in entries if not Path(name).exists() or sha256(name) != digest]
+    bad = [f"{name}: differs from the manifest" for digest, name in entries
+           if Path(name).exists() and sha256(name) != digest]
     return bad + check_chain(load_records(path.parent), missing_ok=True)
+
+
+def absent_from_manifest(manifest) -> list[str]:
+    """The files a manifest lists that are not here (in a clone: the tables not committed)."""
+    return [line.partition("  ")[2] for line in Path(manifest).read_text().splitlines()
+            if not Path(line.partition("  ")[2]).exists()]
 
 
 if __name__ == "__main__":  # one rank of _ranks_grid_point

@@ -92,8 +92,9 @@ RUN_FILES = TRAIN_FILES + (
 
 
 def run_labels(params):
-    """Report labels of one run: what a reader filters by."""
-    return {
+    """Report labels of one run: what a reader filters by (strings: the report's Runs view does
+    not render numeric labels)."""
+    labels = {
         "placement": params["placement"],
         "depth": params["n_layer"],
         "dt": params["dt"],
@@ -101,6 +102,7 @@ def run_labels(params):
         "lr": params["lr"],
         "seed": params["seed"],
     }
+    return {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in labels.items()}
 
 
 def table_outputs(name):
