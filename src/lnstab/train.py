@@ -441,7 +441,20 @@ class Run:
                  f"{summary['model_tflops']:.3f} model TFLOP/s"
                  + (f" (MFU {100 * summary['mfu']:.1f}%)" if summary["mfu"] else "") + ", "
                  f"{summary['bound_violations']} bound violations")
+        if self.verbose:
+            self.log(self.learned_line(summary["final_val_loss"]))
         return summary
+
+    def learned_line(self, val_loss: float | None) -> str:
+        """Whether the run beat its corpus's bigram baseline (lnstab.baselines): one that did not
+        has learned less than a table of token pairs and tests nothing about trained models."""
+        from .baselines import cross_entropies, learned_status
+
+        base = cross_entropies(self.corpus.train, self.corpus.val, self.cfg.model.vocab_size)
+        learned, _ = learned_status(val_loss, base["unigram_nats"], base["bigram_nats"])
+        return (f"{self.out.name}: {'learned' if learned else 'did NOT learn'}: validation loss "
+                f"{val_loss if val_loss is not None else float('nan'):.4f} against the corpus's bigram baseline "
+                f"{base['bigram_nats']:.4f}" + ("" if learned else " (a run above it tests nothing about trained models)"))
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return run_tables(self.state)
