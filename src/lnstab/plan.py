@@ -213,6 +213,11 @@ def warnings(plan: pd.DataFrame, gpu_memory_gb: float, runtime_min: float) -> li
     return out
 
 
+def hours(h: float) -> str:
+    """GPU-hours with the digits that matter: 263, 12.5, 0.16 (never a small job rounded to 0)."""
+    return f"{h:,.0f}" if h >= 100 else f"{h:.3g}"
+
+
 def render(plan: pd.DataFrame, study: dict, gpu: str, gpu_memory_gb: float, mfu: float) -> str:
     """The plan as Markdown: the jobs, the totals, the warnings."""
     runtime = train_resources(study)[1]
@@ -226,9 +231,12 @@ def render(plan: pd.DataFrame, study: dict, gpu: str, gpu_memory_gb: float, mfu:
              f"(1 GB = 1e9 bytes); activation checkpointing "
              f"{'on' if study.get('base', {}).get('train', {}).get('activation_checkpointing') else 'off'}.",
              "", shown.to_markdown(index=False, floatfmt=".3g"), "",
-             f"Study: {len(plan)} jobs, {plan['gpu_hours'].sum():,.0f} GPU-hours, "
+             f"Study: {len(plan)} jobs, {hours(plan['gpu_hours'].sum())} GPU-hours, "
              f"{plan['tokens_b'].sum():,.1f} B tokens, {plan['ckpt_gb'].sum():,.1f} GB of checkpoints "
              f"(one per job, kept), largest job {plan['peak_gb'].max():.1f} GB per GPU."]
+    if not (study.get("resources") or {}).get("train", {}).get("gpu"):
+        lines.append(f"This study asks for no GPU (resources.train.gpu is 0): these are the needs of its "
+                     f"jobs on {gpu}s, not of its CPU runs.")
     warn = warnings(plan, gpu_memory_gb, runtime)
     lines += [""] + [f"WARNING {w}" for w in warn] if warn else ["", "Every job fits its GPU and its runtime limit."]
     return "\n".join(lines) + "\n"
