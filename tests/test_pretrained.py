@@ -216,3 +216,20 @@ def test_an_unsupported_architecture_names_the_supported_ones(tmp_path):
                                                          n_positions=32, rotary_dim=4)).save_pretrained(tmp_path / "m")
     res = cli("inspect", str(tmp_path / "m"), "--out", str(tmp_path / "out"))
     assert res.returncode == 2 and "'gptj'" in res.stderr and "llama" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_batch_beyond_the_memory_is_refused_with_what_fits(tmp_path, monkeypatch):
+    from lnstab import pretrained
+
+    tiny_gpt2().save_pretrained(tmp_path / "model")
+    model, config = pretrained.load_checkpoint(tmp_path / "model")
+    n = sum(p.numel() for p in model.parameters())
+    need = [pretrained.bytes_needed(config, n, b, 32, "float32") for b in (1, 2, 3)]
+    assert need[0] < need[1] < need[2]
+    monkeypatch.setattr(pretrained, "available_bytes", lambda: (need[1] + need[2]) / 2)  # two fit, not three
+    with pytest.raises(ConfigError, match="--batch 2"):
+        pretrained.inspect(tmp_path / "model", tmp_path / "out", tokens=32, batch=4, verbose=False)
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(pretrained, "available_bytes", lambda: 0.9 * need[0])
+    with pytest.raises(ConfigError, match="fewer --tokens"):
+        pretrained.inspect(tmp_path / "model", tmp_path / "out", tokens=32, batch=4, verbose=False)

@@ -273,6 +273,33 @@ def default_text() -> str:
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def bytes_needed(hf_config, n_params: int, batch: int, tokens: int, dtype: str) -> float:
+    """Weights and their gradients, and the activations autograd keeps for one forward and
+    backward pass (lnstab.plan's per-block count for a Pre-LN block of this width; the logits
+    and their gradient in float32)."""
+    from .plan import block_activation_bytes
+
+    size = DTYPES[dtype].itemsize
+    d, L = hf_config.hidden_size, hf_config.num_hidden_layers
+    per_token = L * block_activation_bytes("pre", d, hf_config.num_attention_heads,
+                                           "bf16" if dtype == "bfloat16" else "fp32")
+    width = getattr(hf_config, "intermediate_size", None) or 4 * d
+    per_token *= max(1.0, width / (4 * d))  # an MLP wider than GPT-2's 4d keeps more
+    per_token += 2 * 4 * hf_config.vocab_size + 4 * d * (2 * L + 1)  # logits and their gradient; the stream
+    return 2 * size * n_params + batch * tokens * per_token
+
+
+def available_bytes() -> float:
+    """Memory available to this process (Linux: MemAvailable), or infinity where unknown."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float("inf")
+
+
 def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens: int = 256, batch: int = 2,
             jacobians: bool = False, dtype: str = "float32", verbose: bool = True) -> dict:
     """Probe a pretrained checkpoint on ``batch`` sequences of ``tokens`` tokens of ``text``, as a
@@ -306,10 +333,17 @@ def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens
     x, y = seq[:-1].view(batch, tokens), seq[1:].view(batch, tokens)
     n_params = sum(p.numel() for p in model.parameters())
     n_layer = hf_config.num_hidden_layers
+    need, have = bytes_needed(hf_config, n_params, batch, tokens, dtype), available_bytes()
     if verbose:
         print(f"[lnstab] {folder.name}: {hf_config.model_type}, placement {placement}, {norm}, {n_layer} blocks, "
-              f"{n_params / 1e6:.1f} M parameters ({n_params * DTYPES[dtype].itemsize / 1e9:.2f} GB in {dtype}); "
-              f"{batch} x {tokens} tokens" + (f"; note: {note}" if note else ""), file=sys.stderr, flush=True)
+              f"{n_params / 1e6:.1f} M parameters; {batch} x {tokens} tokens in {dtype} need about "
+              f"{need / 1e9:.1f} GB (weights, gradients, activations) of {have / 1e9:.1f} GB available"
+              + (f"; note: {note}" if note else ""), file=sys.stderr, flush=True)
+    if need > have:
+        fits = [b for b in range(batch - 1, 0, -1) if bytes_needed(hf_config, n_params, b, tokens, dtype) <= have]
+        hint = f"--batch {fits[0]}" if fits else f"fewer --tokens{'' if dtype == 'bfloat16' else ' or --dtype bfloat16'}"
+        raise ConfigError(f"{batch} x {tokens} tokens in {dtype} need about {need / 1e9:.1f} GB, "
+                          f"{have / 1e9:.1f} GB are available: try {hint}")
     if gpt2:
         result = probe(model, x, y, 32 if jacobians else 0, 1e-3)
         result["sublayers"] = list(range(len(result["hidden"])))
