@@ -187,14 +187,14 @@ def test_resume_by_other_code_is_refused_and_segments_are_recorded(tmp_path, mon
     out = tmp_path / "run"
     with monkeypatch.context() as m:
         _stop_after(m, 9)
-        m.setattr("lnstab.runfolder.git_commit", lambda: "0" * 40)
+        m.setattr("lnstab.runfolder.code_digest", lambda: "0" * 16)  # as if the source differed
         with pytest.raises(Preempted):
             train(cfg(), out, verbose=False)
     with pytest.raises(RunError, match="--allow-other-code"):
         train(cfg(), out, verbose=False)
     assert not (out / "summary.json").exists()
     resumed = train(cfg(), out, verbose=False, allow_other_code=True)
-    steps = [(s["from_step"], s["to_step"], s["git_commit"][:1]) for s in resumed["segments"]]
+    steps = [(s["from_step"], s["to_step"], s["code_sha256"][:1]) for s in resumed["segments"]]
     assert steps[0] == (0, 9, "0") and steps[1][:2] == (9, 24) and steps[1][2] != "0"
     prov = json.loads((out / "provenance.json").read_text())
     assert [(s["from_step"], s["to_step"]) for s in prov["segments"]] == [(0, 9), (9, 24)]

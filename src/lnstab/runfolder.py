@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -164,8 +165,8 @@ def run_summary(state: RunState, cfg: RunConfig, model, device: torch.device, re
         "tokens_per_s": steps_done * cfg.train.batch_size * cfg.model.block_size / max(st.train_time, 1e-9),
         "resumed_from_step": resumed_from,
         # which steps ran on how many processes with which code (provenance.json has the rest)
-        "segments": [{k: seg[k] for k in ("from_step", "to_step", "world_size", "lnstab_version", "git_commit")}
-                     for seg in st.segments],
+        "segments": [{k: seg.get(k) for k in ("from_step", "to_step", "world_size", "lnstab_version", "code_sha256",
+                                             "git_commit")} for seg in st.segments],
     }
     if grid is not None:
         summary["grid"] = grid
@@ -185,15 +186,25 @@ def git_commit() -> str:
         return "unknown"
 
 
+def code_digest() -> str:
+    """sha256 of the package's own source files: the code that trains, whatever else a commit
+    changed (a commit of docs or results leaves it alone; an uncommitted edit changes it)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def segment(step: int, device: torch.device, world_size: int) -> dict:
     """One process's part of a run: from which step, on what, with which code (to_step is set
     at every checkpoint)."""
     return {"from_step": step, "to_step": step, "world_size": world_size, "lnstab_version": __version__,
-            "git_commit": git_commit(), "host": socket.gethostname(), "device": str(device)}
+            "code_sha256": code_digest(), "git_commit": git_commit(), "host": socket.gethostname(),
+            "device": str(device)}
 
 
 def same_code(a: dict, b: dict) -> bool:
-    return (a["lnstab_version"], a["git_commit"]) == (b["lnstab_version"], b["git_commit"])
+    return (a["lnstab_version"], a.get("code_sha256")) == (b["lnstab_version"], b.get("code_sha256"))
 
 
 def provenance(cfg: RunConfig, device: torch.device, corpus, world_size: int = 1) -> dict:

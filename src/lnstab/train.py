@@ -205,15 +205,17 @@ class Run:
 
     def begin_segment(self, allow_other_code: bool) -> None:
         """Record that this process trains from the current step; resuming a run that other code
-        trained mixes two programs in one result, so it needs ``allow_other_code``."""
+        trained (another version, or other package source: runfolder.code_digest) mixes two
+        programs in one result, so it needs ``allow_other_code``."""
         st = self.state
         new = segment(st.step, self.device, self.group.world_size)
         if st.segments and not same_code(st.segments[-1], new) and not allow_other_code:
             old = st.segments[-1]
-            raise RunError(f"{self.out}: steps {old['from_step']}-{old['to_step']} were trained by lnstab "
-                           f"{old['lnstab_version']} (commit {old['git_commit']}), this is {new['lnstab_version']} "
-                           f"(commit {new['git_commit']}); resume with --allow-other-code to mix them (each segment is "
-                           "recorded in provenance.json), or delete ckpt.pt to train again from step 0")
+            raise RunError(f"{self.out}: steps {old['from_step']}-{old['to_step']} were trained by other code "
+                           f"(lnstab {old['lnstab_version']}, source {old.get('code_sha256')}, commit "
+                           f"{old['git_commit'][:12]}; this is {new['lnstab_version']}, source {new['code_sha256']}, "
+                           f"commit {new['git_commit'][:12]}); resume with --allow-other-code to mix them (each "
+                           "segment is recorded in provenance.json), or delete ckpt.pt to train again from step 0")
         st.segments.append(new)
         st.provenance = provenance(self.cfg, self.device, self.corpus, self.group.world_size)
 
