@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,9 +50,19 @@ def smoke_config(tmp_path, **changes) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_local(tmp_path_factory):
-    """The smoke study run once locally, shared by the workflow and SLURM tests."""
-    tmp_path = tmp_path_factory.mktemp("smoke_local")
-    cfg_path = smoke_config(tmp_path)
-    res = snakemake("all", "--cores", "2", "--configfile", str(cfg_path))
-    assert res.returncode == 0, res.stderr[-5000:]
+    """The smoke study run once locally, shared by the workflow and SLURM tests, and by the
+    pytest-xdist workers of one run (the first to need it builds it under a lock)."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' folders share this run's parent
+        root = root.parent
+    tmp_path = root / "smoke_local"
+    with open(root / "smoke_local.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cfg_path = smoke_config(tmp_path)
+        if not (tmp_path / "built").exists():
+            res = snakemake("all", "--cores", "2", "--configfile", str(cfg_path))
+            assert res.returncode == 0, res.stderr[-5000:]
+            (tmp_path / "built").touch()
     return tmp_path, cfg_path

@@ -17,8 +17,7 @@ import yaml
 
 from conftest import ROOT, smoke_config, snakemake
 
-# the SLURM cluster and the smoke study are shared: one xdist worker runs these tests
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke")]
+pytestmark = pytest.mark.slow
 
 # the smoke config's resources.train fit this 2-CPU cluster: the profile adds no resources
 SLURM_ARGS = ["--workflow-profile", "profiles/slurm"]

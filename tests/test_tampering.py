@@ -426,3 +426,22 @@ def test_a_stop_during_start_up_exits_3_without_a_traceback(tmp_path, processes,
     err = proc.communicate(timeout=300)[1]
     assert proc.returncode == 3, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
+
+
+def test_checkpoints_of_earlier_versions_still_load(tmp_path):
+    """Before weights_only loading, checkpoints held numpy's RNG state as an array and rows with
+    numpy scalars: they load (rebuilding arrays runs no code), and a key added since then counts
+    at its default."""
+    import numpy as np
+    import torch
+
+    from lnstab.runfolder import read_checkpoint, set_numpy_rng_state
+
+    np.random.seed(7)
+    state = np.random.get_state()
+    torch.save({"model": {}, "config": {"seed": 0}, "numpy_rng": state, "rows": [{"ratio": np.float64(0.5)}]},
+               tmp_path / "ckpt.pt")
+    ck = read_checkpoint(tmp_path / "ckpt.pt")
+    set_numpy_rng_state(ck["numpy_rng"])
+    assert np.random.rand() == (np.random.seed(7), np.random.rand())[1]
+    assert ck["rows"][0]["ratio"] == 0.5

@@ -80,7 +80,6 @@ def test_training_resources_come_from_the_study_config(tmp_path, profile):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("smoke")  # the worker that runs the SLURM tests, which share the study
 def test_smoke_workflow_end_to_end(smoke_local):
     tmp_path, cfg_path = smoke_local
     results, figures = tmp_path / "results", tmp_path / "figures"

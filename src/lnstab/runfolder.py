@@ -83,8 +83,10 @@ def read_checkpoint(path: Path) -> dict:
             damaged = archive.testzip()
         if damaged is not None:
             raise ValueError(f"record {damaged} fails its CRC-32 check (damaged on disk)")
-        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device.
+        # Checkpoints of lnstab before 0.3 hold numpy arrays and scalars: rebuilding those runs no code
+        with torch.serialization.safe_globals(LEGACY_NUMPY):
+            ck = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
             raise ValueError("not an lnstab checkpoint")
         return ck
@@ -92,6 +94,10 @@ def read_checkpoint(path: Path) -> dict:
         cause = str(e).splitlines()[0] if str(e) else ""
         raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}: {cause}); "
                        "delete it (or move it aside) to train this run again from step 0") from None
+
+
+LEGACY_NUMPY = [np.ndarray, np.dtype, np._core.multiarray._reconstruct, np._core.multiarray.scalar,
+                type(np.dtype(np.uint32)), type(np.dtype(np.float64))]
 
 
 def numpy_rng_state() -> tuple:
@@ -102,7 +108,8 @@ def numpy_rng_state() -> tuple:
 
 def set_numpy_rng_state(state: tuple) -> None:
     name, keys, pos, has_gauss, gauss = state
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    keys = keys if isinstance(keys, np.ndarray) else keys.numpy()  # an array in checkpoints before 0.3
+    np.random.set_state((name, keys.astype(np.uint32), pos, has_gauss, gauss))
 
 
 def run_tables(state: RunState) -> dict[str, pd.DataFrame]:

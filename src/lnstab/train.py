@@ -225,8 +225,11 @@ class Run:
     def load(self, path: Path) -> None:
         """Resume from ``path``; StaleCheckpoint if it holds another config or other data."""
         ck = read_checkpoint(path)
-        if ck["config"] != self.cfg.to_dict():
-            diff = _diff_keys(ck["config"], self.cfg.to_dict())
+        # a key added to lnstab after the checkpoint was written trained it at its default
+        written = {sec: {**d, **ck["config"].get(sec, {})} if isinstance(d, dict) else ck["config"].get(sec, d)
+                   for sec, d in RunConfig().to_dict().items()}
+        if written != self.cfg.to_dict():
+            diff = _diff_keys(written, self.cfg.to_dict())
             raise StaleCheckpoint(f"{path} was written with a different config ({', '.join(diff)})")
         if ck.get("data_fingerprint") != self.corpus.fingerprint:
             raise StaleCheckpoint(f"{path} was trained on other data (corpus fingerprint "
