@@ -66,3 +66,13 @@ def smoke_local(tmp_path_factory):
             assert res.returncode == 0, res.stderr[-5000:]
             (tmp_path / "built").touch()
     return tmp_path, cfg_path
+
+
+# the files of the longest tests first: with one file per xdist worker (pyproject.toml), the two
+# workers then finish together instead of one waiting out the SLURM tests alone
+LONGEST_FIRST = ("test_slurm.py", "test_tampering.py", "test_workflow.py", "test_pretrained.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
