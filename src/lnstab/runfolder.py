@@ -214,6 +214,22 @@ def same_code(a: dict, b: dict) -> bool:
     return (a["lnstab_version"], a.get("code_sha256")) == (b["lnstab_version"], b.get("code_sha256"))
 
 
+# every package that writes the bytes of a run's files, tables or figures
+WRITERS = ("torch", "numpy", "pandas", "matplotlib", "pillow", "tabulate", "pyyaml", "POT", "transformers")
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in WRITERS:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def provenance(cfg: RunConfig, device: torch.device, corpus, world_size: int = 1) -> dict:
     """The config, machine and software of this process (provenance.json adds every segment)."""
     info = {
@@ -232,6 +248,7 @@ def provenance(cfg: RunConfig, device: torch.device, corpus, world_size: int = 1
         "world_size": world_size,  # processes (torchrun ranks) that trained the run
         "corpus_fingerprint": corpus.fingerprint,
         "vocab_size": corpus.vocab_size,
+        "packages": package_versions(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
