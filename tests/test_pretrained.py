@@ -233,3 +233,21 @@ def test_a_batch_beyond_the_memory_is_refused_with_what_fits(tmp_path, monkeypat
     monkeypatch.setattr(pretrained, "available_bytes", lambda: 0.9 * need[0])
     with pytest.raises(ConfigError, match="fewer --tokens"):
         pretrained.inspect(tmp_path / "model", tmp_path / "out", tokens=32, batch=4, verbose=False)
+
+
+def test_a_model_name_is_read_from_the_local_cache_only(tmp_path, monkeypatch):
+    """A name resolves through the transformers cache (HF_HUB_CACHE) and never downloads: not
+    cached, it stops with one line saying so."""
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--tiny--gpt2" / "snapshots" / ("0" * 40)
+    tiny_gpt2().save_pretrained(snapshot)
+    (cache / "models--tiny--gpt2" / "refs").mkdir()
+    (cache / "models--tiny--gpt2" / "refs" / "main").write_text("0" * 40)
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    import os
+
+    res = cli("inspect", "tiny/gpt2", "--tokens", "16", "--out", str(tmp_path / "out"), env={**os.environ, **env})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["model"] == str(snapshot)
+    res = cli("inspect", "someone/absent-model", "--out", str(tmp_path / "out2"), env={**os.environ, **env})
+    assert res.returncode == 2 and "local cache" in res.stderr and "Traceback" not in res.stderr, res.stderr

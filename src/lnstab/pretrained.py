@@ -210,15 +210,36 @@ def probe_hooked(hf_model, layers_path: str, mid, x: torch.Tensor, y: torch.Tens
 
 
 # -- lnstab inspect ------------------------------------------------------------------------------
+def resolve_model(model: str | Path) -> Path:
+    """The folder of MODEL: a folder written by save_pretrained, or a model name (``gpt2``,
+    ``org/name``) found in the local transformers cache. Nothing is ever downloaded."""
+    path = Path(model)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ConfigError(f"{path}: not a folder written by transformers' save_pretrained")
+    name = str(model)
+    if name.count("/") <= 1 and not name.startswith((".", "/", "~")):
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(name, "config.json")
+        except Exception:  # not a valid repository name: not a model name either
+            cached = None
+        if isinstance(cached, str):
+            return Path(cached).parent
+        raise ConfigError(f"{name}: neither a folder nor a model in the local cache ({constants.HF_HUB_CACHE}); "
+                          "nothing is downloaded here: save the model with save_pretrained and pass its folder")
+    raise ConfigError(f"{path}: not a folder written by transformers' save_pretrained "
+                      "(models are read from folders or the local cache only: nothing is downloaded)")
+
+
 def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32):
     """(model, transformers config) of a ``save_pretrained`` folder: lnstab's own GPT for the
     GPT-2 family, the transformers model (eval mode) for the other families of FAMILIES. A
     ConfigError naming the folder for anything else (no folder, no config.json, an architecture
     lnstab does not support, weights that do not match the config)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"{folder}: not a folder written by transformers' save_pretrained "
-                          "(models are read from folders only: nothing is downloaded)")
+    folder = resolve_model(folder)
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{folder}: no config.json (not a folder written by save_pretrained)")
     try:
@@ -316,7 +337,7 @@ def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens
     from .runfolder import BOUND_COLUMNS, PROBE_COLUMNS
 
     t0 = time.perf_counter()
-    folder, out = Path(folder), Path(out)
+    folder, out = resolve_model(folder), Path(out)
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype: one of {', '.join(DTYPES)}, got {dtype!r}")
     model, hf_config = load_checkpoint(folder, DTYPES[dtype])
