@@ -251,3 +251,49 @@ def test_a_model_name_is_read_from_the_local_cache_only(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["model"] == str(snapshot)
     res = cli("inspect", "someone/absent-model", "--out", str(tmp_path / "out2"), env={**os.environ, **env})
     assert res.returncode == 2 and "local cache" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.fixture(scope="module")
+def trained_pre_run(tmp_path_factory):
+    from lnstab.study import prepare_corpus, train_grid_point
+
+    tmp = tmp_path_factory.mktemp("roundtrip")
+    meta = tmp / "data" / "meta.json"
+    prepare_corpus({"source": "shakespeare"}, tmp / "data", meta, tmp / "baselines")
+    base = {"model": {"d_model": 16, "n_head": 2, "block_size": 16},
+            "train": {"steps": 6, "batch_size": 2, "warmup_steps": 1, "eval_interval": 3, "ckpt_interval": 0,
+                      "log_interval": 3, "eval_batches": 1},
+            "probe": {"interval": 3, "batch_size": 2, "jacobian_iters": 2}}
+    params = {"placement": "pre", "n_layer": 2, "dt": 1.0, "weight_decay": 0.1, "lr": 0.003, "seed": 0,
+              "role": "study"}
+    train_grid_point(params, base, meta, tmp / "run")
+    return tmp / "run", meta
+
+
+def test_an_exported_run_inspects_to_its_own_final_probe(trained_pre_run, tmp_path):
+    from lnstab.pretrained import inspect_run
+
+    run, meta = trained_pre_run
+    out = inspect_run(run, meta, tmp_path / "inspected")
+    record = json.loads((tmp_path / "inspected" / "roundtrip.json").read_text())
+    final = pd.read_csv(run / "probes.csv").query("step == 6")
+    assert record["probes"] == {"rows": len(final), "missing": 0, "max_abs_diff": 0.0}
+    assert record["bounds"]["rows"] > 0 and record["bounds"]["missing"] == 0
+    assert record["bounds"]["max_abs_diff"] == 0.0
+    assert out["bound_checks"] > 0 and out["bound_violations"] == 0 and out["placement"] == "pre"
+
+
+def test_a_round_trip_that_differs_is_an_error(trained_pre_run, tmp_path):
+    from lnstab.pretrained import inspect_run
+
+    run, meta = trained_pre_run
+    copy = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(run, copy)
+    probes = pd.read_csv(copy / "probes.csv")
+    last = (probes["step"] == probes["step"].max()) & (probes["quantity"] == "mean_abs")
+    probes.loc[last.idxmax(), "value"] *= 1 + 1e-9  # one value of the final probe, off in its 9th digit
+    probes.to_csv(copy / "probes.csv", index=False)
+    with pytest.raises(ConfigError, match="differs from run"):
+        inspect_run(copy, meta, tmp_path / "inspected")

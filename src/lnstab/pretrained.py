@@ -19,9 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
+from .bounds import bound_rows
 from .config import ConfigError, ModelConfig
+from .io import write_csv, write_json
+from .probes import probe
+from .runfolder import BOUND_COLUMNS, PROBE_COLUMNS
 
 GPT2_ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
 # per block: transformers' name -> (lnstab's name, Conv1D weight stored transposed)
@@ -321,20 +326,47 @@ def available_bytes() -> float:
     return float("inf")
 
 
-def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens: int = 256, batch: int = 2,
-            jacobians: bool = False, dtype: str = "float32", verbose: bool = True) -> dict:
-    """Probe a pretrained checkpoint on ``batch`` sequences of ``tokens`` tokens of ``text``, as a
-    training run's final probe; writes probes.csv, bounds.csv, summary.json and provenance.json.
-    The GPT-2 family gets every probe and bound of the package; other families the stream's
-    moments and adjoint norms through hooks (bounds.csv then has no rows: no bound of docs/ is
-    proven for their norm conventions); every family the per-dimension maxima of the stream."""
-    import pandas as pd
-    import transformers
+def _sequences(folder: Path, hf_config, text: str | None, tokens: int, batch: int):
+    """(x, y): ``batch`` consecutive sequences of ``tokens`` tokens of the text and their targets."""
+    ids = tokens_for(folder, hf_config.vocab_size, default_text() if text is None else text)
+    need = batch * tokens + 1
+    if len(ids) < need:
+        raise ConfigError(f"the text has {len(ids)} tokens; {batch} sequences of {tokens} need {need}")
+    seq = ids[:need]
+    return seq[:-1].view(batch, tokens), seq[1:].view(batch, tokens)
 
-    from .bounds import bound_rows
-    from .io import write_csv, write_json
-    from .probes import probe
-    from .runfolder import BOUND_COLUMNS, PROBE_COLUMNS
+
+def check_memory(hf_config, n_params: int, batch: int, tokens: int, dtype: str, say) -> None:
+    """One line with the bytes a forward and backward pass needs; a ConfigError naming a batch or
+    dtype that fits when they exceed the memory available."""
+    need, have = bytes_needed(hf_config, n_params, batch, tokens, dtype), available_bytes()
+    say(f"{batch} x {tokens} tokens in {dtype} need about {need / 1e9:.1f} GB (weights, gradients, activations) "
+        f"of {have / 1e9:.1f} GB available")
+    if need > have:
+        fits = [b for b in range(batch - 1, 0, -1) if bytes_needed(hf_config, n_params, b, tokens, dtype) <= have]
+        hint = f"--batch {fits[0]}" if fits else f"fewer --tokens{'' if dtype == 'bfloat16' else ' or --dtype bfloat16'}"
+        raise ConfigError(f"{batch} x {tokens} tokens in {dtype} need about {need / 1e9:.1f} GB, "
+                          f"{have / 1e9:.1f} GB are available: try {hint}")
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens: int = 256, batch: int = 2,
+            jacobians: bool = False, dtype: str = "float32", verbose: bool = True, sequences=None,
+            probe_config=None, name: str | None = None) -> dict:
+    """Probe a pretrained checkpoint on ``batch`` sequences of ``tokens`` tokens of ``text`` (or on
+    ``sequences``, a pair (x, y) of token tensors), as a training run's final probe; writes
+    probes.csv, bounds.csv, summary.json and provenance.json to ``out``. The GPT-2 family gets every
+    probe and bound of the package (``probe_config``, a ProbeConfig, sets them as in a training's
+    final probe; by default float32 bounds, Jacobians with ``jacobians``); other families the
+    stream's moments and adjoint norms through hooks (bounds.csv has no rows: no bound of docs/ is
+    proven for their norm conventions); every family the per-dimension maxima of the stream."""
+    from .config import ProbeConfig
 
     t0 = time.perf_counter()
     folder, out = resolve_model(folder), Path(out)
@@ -343,55 +375,98 @@ def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens
     model, hf_config = load_checkpoint(folder, DTYPES[dtype])
     gpt2 = hf_config.model_type == "gpt2"
     placement, norm, layers, mid, note = ("pre", "layernorm", None, None, "") if gpt2 else family(hf_config)
-    context = model.cfg.block_size if gpt2 else hf_config.max_position_embeddings
-    if tokens < 2 or tokens > context:
-        raise ConfigError(f"--tokens: {tokens} must be in [2, {context}] (the model's context)")
-    ids = tokens_for(folder, hf_config.vocab_size, default_text() if text is None else text)
-    need = batch * tokens + 1
-    if len(ids) < need:
-        raise ConfigError(f"the text has {len(ids)} tokens; {batch} sequences of {tokens} need {need}")
-    seq = ids[:need]
-    x, y = seq[:-1].view(batch, tokens), seq[1:].view(batch, tokens)
+    if sequences is None:
+        context = model.cfg.block_size if gpt2 else hf_config.max_position_embeddings
+        if tokens < 2 or tokens > context:
+            raise ConfigError(f"--tokens: {tokens} must be in [2, {context}] (the model's context)")
+        sequences = _sequences(folder, hf_config, text, tokens, batch)
+    x, y = sequences
     n_params = sum(p.numel() for p in model.parameters())
-    n_layer = hf_config.num_hidden_layers
-    need, have = bytes_needed(hf_config, n_params, batch, tokens, dtype), available_bytes()
-    if verbose:
-        print(f"[lnstab] {folder.name}: {hf_config.model_type}, placement {placement}, {norm}, {n_layer} blocks, "
-              f"{n_params / 1e6:.1f} M parameters; {batch} x {tokens} tokens in {dtype} need about "
-              f"{need / 1e9:.1f} GB (weights, gradients, activations) of {have / 1e9:.1f} GB available"
-              + (f"; note: {note}" if note else ""), file=sys.stderr, flush=True)
-    if need > have:
-        fits = [b for b in range(batch - 1, 0, -1) if bytes_needed(hf_config, n_params, b, tokens, dtype) <= have]
-        hint = f"--batch {fits[0]}" if fits else f"fewer --tokens{'' if dtype == 'bfloat16' else ' or --dtype bfloat16'}"
-        raise ConfigError(f"{batch} x {tokens} tokens in {dtype} need about {need / 1e9:.1f} GB, "
-                          f"{have / 1e9:.1f} GB are available: try {hint}")
+
+    def say(msg):
+        if verbose:
+            print(f"[lnstab] {name or folder.name}: {msg}", file=sys.stderr, flush=True)
+
+    say(f"{hf_config.model_type}, placement {placement}, {norm}, {hf_config.num_hidden_layers} blocks, "
+        f"{n_params / 1e6:.1f} M parameters" + (f"; note: {note}" if note else ""))
+    check_memory(hf_config, n_params, x.shape[0], x.shape[1], dtype, say)
+    pc = probe_config or ProbeConfig(jacobian_iters=32 if jacobians else 0, float64_bounds=False, adjoint_sequences=0)
     if gpt2:
-        result = probe(model, x, y, 32 if jacobians else 0, 1e-3)
+        result = probe(model, x, y, pc.jacobian_iters, pc.jacobian_tol, float64=pc.float64_bounds)
         result["sublayers"] = list(range(len(result["hidden"])))
     else:
         result = probe_hooked(model, layers, mid, x, y)
-    hidden = result["hidden"]
-    finite = [bool(torch.isfinite(h).all()) for h in hidden]
+    finite = [bool(torch.isfinite(h).all()) for h in result["hidden"]]
     first_bad = next((k for k, ok in zip(result["sublayers"], finite) if not ok), None)
-    rows = bound_rows(model, result) if gpt2 and all(finite) else []
-    probe_rows = result["rows"] + massive_rows(hidden, result["sublayers"])
-    write_csv(out / "probes.csv", pd.DataFrame([{"step": 0, **r} for r in probe_rows], columns=PROBE_COLUMNS))
-    b = pd.DataFrame([{"step": 0, **r} for r in rows], columns=BOUND_COLUMNS)
-    write_csv(out / "bounds.csv", b)
-    summary = {"model": str(folder), "model_type": hf_config.model_type, "class": type(model).__name__,
-               "placement": placement, "norm": norm, "note": note, "n_layer": n_layer, "n_params": n_params,
-               "tokens": batch * tokens, "batch": batch, "dtype": dtype, "finite": all(finite),
-               "first_nonfinite_sublayer": first_bad, "loss": result["loss"] if math.isfinite(result["loss"]) else None,
-               "bound_checks": int((b["kind"] == "check").sum()) if len(b) else 0,
-               "bound_violations": int(b["violation"].sum()) if len(b) else 0,
-               "seconds": time.perf_counter() - t0}
+    rows = bound_rows(model, result, pc.adjoint_sequences, pc.adjoint_max_dim) if gpt2 and all(finite) else []
+    probes = pd.DataFrame([{"step": 0, **r} for r in result["rows"] + massive_rows(result["hidden"], result["sublayers"])],
+                          columns=PROBE_COLUMNS)
+    bounds = pd.DataFrame([{"step": 0, **r} for r in rows], columns=BOUND_COLUMNS)
+    write_csv(out / "probes.csv", probes)
+    write_csv(out / "bounds.csv", bounds)
+    checks = bounds[bounds["kind"] == "check"]
+    summary = {"model": name or str(folder), "model_type": hf_config.model_type, "class": type(model).__name__,
+               "placement": placement, "norm": norm, "note": note, "n_layer": hf_config.num_hidden_layers,
+               "n_params": n_params, "tokens": int(x.numel()), "batch": int(x.shape[0]), "dtype": dtype,
+               "finite": all(finite), "first_nonfinite_sublayer": first_bad,
+               "loss": result["loss"] if math.isfinite(result["loss"]) else None,
+               "bound_checks": len(checks), "bound_violations": int(checks["violation"].sum()),
+               "max_ratio": float(checks["ratio"].max()) if len(checks) else None,
+               "peak_rss_bytes": peak_rss_bytes(), "seconds": time.perf_counter() - t0}
     write_json(out / "summary.json", summary)
     config_text = (folder / "config.json").read_bytes()
-    write_json(out / "provenance.json", {"transformers": transformers.__version__, "torch": str(torch.__version__),
+    write_json(out / "provenance.json", {"transformers": transformers_version(), "torch": str(torch.__version__),
                                          "config_sha256": hashlib.sha256(config_text).hexdigest(),
                                          "model_config": json.loads(config_text)})
-    if verbose:
-        end = "finite" if all(finite) else f"NOT finite from x^({first_bad}) on"
-        print(f"[lnstab] {out}: stream {end}; {summary['bound_checks']} bound checks, "
-              f"{summary['bound_violations']} violations", file=sys.stderr, flush=True)
+    end = "finite" if all(finite) else f"NOT finite from x^({first_bad}) on (dtype {dtype}: try float32)"
+    say(f"{out}: stream {end}; {summary['bound_checks']} bound checks, {summary['bound_violations']} violations")
     return summary
+
+
+def transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+# -- the round trip: a trained run of the study, exported to transformers and inspected ---------
+def inspect_run(run_folder: str | Path, meta_path: str | Path, out: str | Path) -> dict:
+    """Export a trained Pre-LN run's final model to transformers' format (save_pretrained), inspect
+    the export on the run's own probe batch with the run's probe settings, and compare every row
+    with the run's final probe: the inspected tables must equal the run's (roundtrip.json records
+    the largest difference; a ConfigError when they differ, as that is a bug of the export or of
+    inspect)."""
+    import tempfile
+
+    from .study import trained_model
+    from .train import probe_batch
+
+    run_folder, out = Path(run_folder), Path(out)
+    cfg, model, corpus = trained_model(run_folder, meta_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        to_gpt2(model).save_pretrained(tmp)
+        summary = inspect(tmp, out, sequences=probe_batch(cfg, corpus), probe_config=cfg.probe,
+                          name=f"{run_folder.name} (exported)")
+    diffs = {}
+    for table in ("probes", "bounds"):
+        ours = pd.read_csv(out / f"{table}.csv")
+        run = pd.read_csv(run_folder / f"{table}.csv")
+        diffs[table] = compare_final(ours, run[run["step"] == run["step"].max()])
+    record = {"run": run_folder.name, "step": int(pd.read_csv(run_folder / "probes.csv")["step"].max()), **diffs}
+    write_json(out / "roundtrip.json", record)
+    bad = [t for t, d in diffs.items() if d["missing"] or d["max_abs_diff"] > 0]
+    if bad:
+        raise ConfigError(f"{out}: the inspected export differs from run {run_folder.name}'s final probe in "
+                          + ", ".join(f"{t} ({diffs[t]})" for t in bad))
+    return summary | {"roundtrip": record}
+
+
+def compare_final(inspected: pd.DataFrame, final: pd.DataFrame) -> dict:
+    """Rows of a run's final probe against the same rows inspected: how many matched, how many of
+    the run's are missing, and the largest absolute difference of their values."""
+    keys = ["point", "layer", "sublayer", "quantity"]
+    values = ["value"] if "value" in final else ["measured", "bound"]
+    both = final.merge(inspected, on=keys, how="left", suffixes=("", "_inspected"), indicator=True)
+    missing = int((both["_merge"] != "both").sum())
+    diff = pd.concat([(both[v] - both[f"{v}_inspected"]).abs() for v in values])
+    return {"rows": int(len(final)), "missing": missing, "max_abs_diff": float(diff.max()) if len(diff) else 0.0}

@@ -196,6 +196,27 @@ def run_screen(config, overrides: list[str], block: str | None, out, tables_dir=
     return tables["verdicts"]
 
 
+def trained_model(folder, meta_path):
+    """(config, model, corpus) of a run's final checkpoint, on the thread count the run trained
+    with (the bytes of what is measured then do not follow the environment)."""
+    import torch
+
+    from .config import load_config
+    from .data import load_corpus
+    from .model import GPT
+    from .runfolder import read_checkpoint
+
+    meta = json.loads(Path(meta_path).read_text())
+    ck = read_checkpoint(Path(folder) / "ckpt.pt")
+    cfg = load_config(base=ck["config"])
+    torch.set_num_threads(cfg.train.threads)
+    model = GPT(cfg.model)
+    model.load_state_dict(ck["model"])
+    corpus = load_corpus(cfg.data, cfg.model.vocab_size, {"fingerprint": meta["fingerprint"],
+                                                         "max_token": meta["max_token"]})
+    return cfg, model, corpus
+
+
 def run_wasserstein(folder, meta_path, out_csv, sequences: int = 16) -> pd.DataFrame:
     """The Wasserstein sensitivity of one run's final model (lnstab.wasserstein): ``sequences``
     validation sequences against noise-perturbed copies and against as many sequences of the
@@ -203,12 +224,9 @@ def run_wasserstein(folder, meta_path, out_csv, sequences: int = 16) -> pd.DataF
     second distribution, written to ``out_csv`` (no rows for a diverged run: no finite flow)."""
     import torch
 
-    from .config import load_config
-    from .data import get_batch, load_corpus
+    from .data import get_batch
     from .grid import ID_DEFAULTS
     from .io import write_csv
-    from .model import GPT
-    from .runfolder import read_checkpoint
     from .tables import FLOAT_FORMAT, PARAMS
     from .wasserstein import WASSERSTEIN_COLUMNS, flow_gains, sensitivity_rows
 
@@ -217,14 +235,7 @@ def run_wasserstein(folder, meta_path, out_csv, sequences: int = 16) -> pd.DataF
     params = {**ID_DEFAULTS, **s["grid"]}
     rows = []
     if s["status"] == "completed":
-        meta = json.loads(Path(meta_path).read_text())
-        ck = read_checkpoint(folder / "ckpt.pt")
-        cfg = load_config(base=ck["config"])
-        torch.set_num_threads(cfg.train.threads)  # as the training did: the bytes do not follow the environment
-        model = GPT(cfg.model)
-        model.load_state_dict(ck["model"])
-        corpus = load_corpus(cfg.data, cfg.model.vocab_size, {"fingerprint": meta["fingerprint"],
-                                                             "max_token": meta["max_token"]})
+        cfg, model, corpus = trained_model(folder, meta_path)
         gen = torch.Generator().manual_seed(cfg.seed)
         idx, _ = get_batch(corpus.val, sequences, cfg.model.block_size, gen)
         other, _ = get_batch(corpus.train, sequences, cfg.model.block_size, gen)

@@ -104,6 +104,12 @@ def make_optimizer(model: GPT, cfg: RunConfig, device: torch.device) -> torch.op
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")
 
 
+def probe_batch(cfg: RunConfig, corpus) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's fixed probe batch: validation windows drawn once, by their own generator."""
+    gen = torch.Generator().manual_seed(cfg.seed + PROBE_SEED_OFFSET)
+    return get_batch(corpus.val, cfg.probe.batch_size, cfg.model.block_size, gen)
+
+
 def probe_steps(cfg: RunConfig) -> list[int]:
     n, every = cfg.train.steps, cfg.probe.interval
     steps = set(range(0, n, every)) if every else {0}
@@ -167,8 +173,7 @@ class Run:
         self.train_fwd = compile_(self.ddp) if self.ddp is not None else self.fwd
         self.stop_signal: int | None = None
         self.train_gen = torch.Generator().manual_seed(cfg.seed)
-        pgen = torch.Generator().manual_seed(cfg.seed + PROBE_SEED_OFFSET)
-        self.probe_batch = get_batch(self.corpus.val, cfg.probe.batch_size, cfg.model.block_size, pgen)
+        self.probe_batch = probe_batch(cfg, self.corpus)
         self.state = RunState()
         self.resumed_from: int | None = None
 
