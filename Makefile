@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
 
-.PHONY: setup workflow test check smoke report determinism bench plans clean
+.PHONY: setup workflow figures test check smoke report determinism bench plans clean
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,10 @@ $(VENV)/.installed: envs/requirements.txt envs/requirements-nodeps.txt pyproject
 
 workflow: setup
 	$(BIN)/snakemake --cores $(CORES)
+
+# every figure and the summary from the committed tables: no training job, no Snakemake
+figures: setup
+	$(BIN)/lnstab figures config/config.yaml
 
 test: setup
 	$(BIN)/python -m pytest

@@ -2,7 +2,7 @@
 #   snakemake --cores all                                    the default study (config/config.yaml)
 #   snakemake --cores all --configfile config/smoke.yaml     the CI smoke study
 #   snakemake --workflow-profile profiles/slurm              the same DAG on a SLURM cluster
-# Targets: all (default), tables, figures, summary, manifest, screen, fig1_moments ... fig8_wasserstein.
+# Targets: all (default), tables, figures, summary, manifest, screen, fig1_moments ... fig9_inspect.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -18,6 +18,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/inspect.smk"
 include: "workflow/rules/screen.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
@@ -32,6 +33,7 @@ rule all:
     input:
         TABLE_FILES,
         RUN_FILES,
+        INSPECT_FILES,
         FIGURE_FILES,
         f"{RESULTS}/summary.md",
         f"{RESULTS}/manifest.sha256",

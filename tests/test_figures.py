@@ -5,6 +5,7 @@ import pytest
 
 from lnstab.collect import collect
 from lnstab.figures import FIGURES, PLACEMENT_COLORS, pyplot, save
+from lnstab.pretrained import inspect_run, inspection_tables
 from lnstab.screen import screen, screen_config
 from lnstab.study import prepare_corpus, run_wasserstein, train_grid_point, wasserstein_table
 
@@ -41,6 +42,9 @@ def tables(tmp_path_factory):
              "train.warmup_steps=1", "train.eval_interval=2", "probe.batch_size=2", "probe.jacobian_iters=2"]
     screened = screen(screen_config(None, small), tmp / "screen", verbose=False)
     out["screen_sublayers"], out["screen_verdicts"] = screened["sublayers"], screened["verdicts"]
+    # the Pre-LN run at dt 1 exported to transformers' GPT-2 and inspected (lnstab inspect)
+    inspect_run(tmp / "pre-1.0", meta, tmp / "inspect" / "export-pre-1.0")
+    out["inspected"], _ = inspection_tables({"export-pre-1.0": tmp / "inspect" / "export-pre-1.0"})
     return out
 
 
@@ -55,6 +59,8 @@ def test_figure_draws_from_tables(tables, name, tmp_path):
     drawn = {"pre", "peri"} if name == "fig5_tightness" else {"pre", "peri", "post"}
     if name == "fig7_screen":  # the screened candidate and the three references
         drawn = {"output", "pre", "peri", "post"}
+    if name == "fig9_inspect":  # the inspected export of the Pre-LN run
+        drawn = {"pre"}
     assert placements == drawn
     colours = {line.get_color() for ax in fig.axes for line in ax.get_lines()
                if line.get_label().split(" ")[0] in PLACEMENT_COLORS}

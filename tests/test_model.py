@@ -189,6 +189,9 @@ def test_peri_output_norm_init_and_the_eps_regime(init):
 def test_every_placement_has_its_colour_and_the_schema_declares_none():
     from lnstab.figures import PLACEMENT_COLORS
 
-    assert set(PLACEMENT_COLORS) == set(PLACEMENTS) and len(set(PLACEMENT_COLORS.values())) == len(PLACEMENTS)
+    from lnstab.config import MEASURED_ONLY_PLACEMENTS
+
+    placements = set(PLACEMENTS) | set(MEASURED_ONLY_PLACEMENTS)  # lnstab inspect draws these too
+    assert set(PLACEMENT_COLORS) == placements and len(set(PLACEMENT_COLORS.values())) == len(placements)
     schema = (Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text()
     assert "peri" not in schema  # placements are declared once, in lnstab.config.PLACEMENTS

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 # the smoke config's resources.train fit this 2-CPU cluster: the profile adds no resources
 SLURM_ARGS = ["--workflow-profile", "profiles/slurm"]
-TABLES = ["runs.csv", "losses.csv", "claims.csv", "scale.csv", "metrics.csv", "probes.csv", "bounds.csv"]
+TABLES = ["runs.csv", "losses.csv", "claims.csv", "scale.csv", "metrics.csv.gz", "probes.csv.gz", "bounds.csv.gz"]
 
 
 @pytest.fixture(scope="session")

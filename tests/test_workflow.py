@@ -122,7 +122,7 @@ def test_smoke_workflow_end_to_end(smoke_local):
     demos = pd.read_csv(results / "tables" / "demonstrations.csv")
     assert list(demos["placement"]) == ["none"] and not demos["demonstrated"].any()
     # the exact adjoint inequalities were checked at the final probe of every completed run
-    bounds = pd.read_csv(results / "tables" / "bounds.csv")
+    bounds = pd.read_csv(results / "tables" / "bounds.csv.gz")
     adj = bounds[bounds["quantity"] == "adjoint_step"]
     assert set(adj["kind"]) == {"check"} and not adj["violation"].any()
     assert adj.groupby(["placement", "n_layer", "dt", "weight_decay"]).ngroups == (runs["status"] == "completed").sum()
@@ -135,6 +135,16 @@ def test_smoke_workflow_end_to_end(smoke_local):
     for fig in FIGURES:
         assert (figures / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
         assert (figures / f"{fig}.pdf").read_bytes()[:4] == b"%PDF"
+    # the round trip: a Pre-LN run exported to transformers' GPT-2 and inspected equals its final probe
+    import json
+
+    (export,) = (results / "inspect").glob("export-*")
+    record = json.loads((export / "roundtrip.json").read_text())
+    assert record["probes"]["missing"] == 0 and record["probes"]["max_abs_diff"] == 0.0
+    assert record["bounds"]["rows"] > 0 and record["bounds"]["max_abs_diff"] == 0.0
+    models = pd.read_csv(results / "tables" / "inspected_models.csv")
+    assert list(models["name"]) == [export.name] and models["bound_violations"].item() == 0
+    assert models["roundtrip_max_abs_diff"].item() == 0 and "## Inspected checkpoints" in (results / "summary.md").read_text()
     baselines = pd.read_csv(results / "tables" / "baselines.csv")
     assert baselines["bigram_nats"].item() < baselines["unigram_nats"].item()
     assert "bigram" in (results / "summary.md").read_text()

@@ -59,9 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     ins.add_argument("--jacobians", action="store_true", help="also the sub-layers' Jacobian estimates (GPT-2; slower)")
     ins.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16 (families other than GPT-2)")
     ins.add_argument("--out", required=True, help="output folder")
+    fg = sub.add_parser("figures", help="redraw every figure and the summary of a study from its tables "
+                        "(no training, no Snakemake): make figures")
+    fg.add_argument("study", nargs="?", default="config/config.yaml", help="workflow config (default config/config.yaml)")
     cm = sub.add_parser("check-manifest", help="compare files with a sha256 manifest (exit 1 if any differ)")
     cm.add_argument("manifest")
     args = parser.parse_args(argv)
+    if args.command == "figures":
+        from .study import redraw
+
+        try:
+            redraw(args.study)
+        except (ValueError, OSError) as e:  # ConfigError is a ValueError
+            print(f"lnstab figures: {e}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "check-manifest":
         from .study import check_manifest
 

@@ -14,6 +14,9 @@ from pathlib import Path
 import yaml
 
 PLACEMENTS = ("pre", "peri", "post", "none", "output", "mix", "deepnorm")
+# placements lnstab inspect detects in checkpoints but lnstab does not train: GPT-NeoX's attention
+# and MLP acting on the same x (one residual step per block)
+MEASURED_ONLY_PLACEMENTS = ("parallel",)
 NORMS = ("layernorm", "rmsnorm")
 
 

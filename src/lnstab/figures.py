@@ -20,10 +20,12 @@ import pandas as pd
 from .io import _atomic
 from .stats import HIDDEN_POINTS, RUN_KEYS, at_last_step, increment_ratios
 
-STYLE = Path(__file__).with_name("style.mplstyle")
+STYLE = Path(__file__).with_name("style.mplstyle")  # the default; config key figure_style names another
+_style = [STYLE]  # the style pyplot() applies (use_style)
 # Okabe-Ito: one hue per placement, distinct for every common colour-vision deficiency
 PLACEMENT_COLORS = {"pre": "#0072B2", "peri": "#D55E00", "post": "#009E73", "none": "#CC79A7",
-                    "output": "#E69F00", "mix": "#56B4E9", "deepnorm": "#000000"}
+                    "output": "#E69F00", "mix": "#56B4E9", "deepnorm": "#000000",
+                    "parallel": "#7F7F7F"}  # every placement of PLACEMENTS and MEASURED_ONLY_PLACEMENTS
 MARKERS = ("o", "^", "s", "D", "v")
 MOMENT_LABELS = {"mean_abs": "mean |x|", "var_entry": "entry-wise variance",
                  "var_data": "data-wise variance", "mean_norm": "mean ||x||"}
@@ -37,8 +39,16 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.style.use(STYLE)
+    plt.style.use(_style[0])
     return plt
+
+
+def use_style(path: str | Path | None) -> None:
+    """Draw the next figures in the mplstyle file ``path`` (None or "": lnstab's own)."""
+    path = Path(path) if path else STYLE
+    if not path.is_file():
+        raise FileNotFoundError(f"figure style {path}: no such file")
+    _style[0] = path
 
 
 def save(fig, stem: str | Path) -> list[Path]:
@@ -105,7 +115,7 @@ LINESTYLES = {"learned": "-", "not learned": ":", "instability demo": "-."}
 def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: dict, col_title,
                xlabel: str, bound: str | None = None, logy=True, sharey="row", title: str = "",
                markers_only=False, hlines: dict | None = None, panel_w=3.0, panel_h=2.3, col_order=None,
-               logx=False, bound_label="proven bound (dashed)"):
+               logx=False, bound_label="proven bound (dashed)", integer_x=True):
     """Facets row x col of ``value`` against ``x``, one line per variant (mean over seeds, band
     one standard deviation); ``bound`` (a column) dashed in the variant's colour; ``hlines``
     {label: y} grey reference lines in every panel."""
@@ -143,7 +153,7 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
                 ax.set_yscale("log")
             if logx:
                 ax.set_xscale("log")
-            else:
+            elif integer_x:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layer indices and steps
             ax.set_title(col_title(c) if i == 0 else "")
             ax.set_xlabel(xlabel if i == len(rows) - 1 else "")
@@ -336,6 +346,22 @@ def figure_wasserstein(wasserstein: pd.DataFrame, runs: pd.DataFrame):
                             "(dashed: ||J||_F / sqrt(T d), the flow Jacobian's random-direction gain)")
 
 
+def figure_inspect(inspected: pd.DataFrame):
+    """Figure 1's layout for inspected checkpoints (lnstab inspect): the stream's moments against
+    the layer index, each with its proven bound where the family has one (dashed), and the
+    largest dimension's max |x| over the median dimension's (massive activations). Models of
+    different depths share the axis as the fraction k / K of the depth."""
+    df = inspected.assign(variant=inspected["placement"] + " " + inspected["name"], kind="learned")
+    one_depth = df["n_layer"].nunique() == 1
+    qs = ["mean_abs", "var_entry", "var_data", "dim_max_over_median"]
+    labels = {**MOMENT_LABELS, "dim_max_over_median": "max |x| of the top dimension\n/ that of the median one"}
+    return panel_grid(df[df["quantity"].isin(qs)], "sublayer" if one_depth else "depth", None, "quantity",
+                      {None: "value at x^(k)"}, labels.get,
+                      "layer index k (sub-layers)" if one_depth else "depth k / K (sub-layers)", bound="bound",
+                      sharey=False, col_order=qs, panel_w=3.4, integer_x=one_depth,
+                      title="Hidden-state moments of inspected checkpoints (lnstab inspect)")
+
+
 FIGURES = {
     "fig1_moments": (figure_moments, ("probes", "bounds", "runs")),
     "fig2_depth": (figure_depth, ("runs",)),
@@ -345,4 +371,5 @@ FIGURES = {
     "fig6_scale": (figure_scale, ("scale", "runs")),
     "fig7_screen": (figure_screen, ("screen_sublayers", "screen_verdicts")),
     "fig8_wasserstein": (figure_wasserstein, ("wasserstein", "runs")),
+    "fig9_inspect": (figure_inspect, ("inspected",)),
 }

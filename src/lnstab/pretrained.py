@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from .bounds import bound_rows
-from .config import ConfigError, ModelConfig
+from .config import MEASURED_ONLY_PLACEMENTS, ConfigError, ModelConfig
 from .io import write_csv, write_json
 from .probes import probe
 from .runfolder import BOUND_COLUMNS, PROBE_COLUMNS
@@ -95,7 +95,10 @@ def to_gpt2(model):
     config = GPT2Config(vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.d_model, n_layer=c.n_layer,
                         n_head=c.n_head, layer_norm_epsilon=c.ln_eps, tie_word_embeddings=True,
                         activation_function="gelu_new" if c.gelu == "tanh" else "gelu",
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        # GPT-2's <|endoftext|> (50256) only where the vocabulary holds it
+                        bos_token_id=50256 if c.vocab_size > 50256 else None,
+                        eos_token_id=50256 if c.vocab_size > 50256 else None)
     hf = GPT2LMHeadModel(config)
     ours = model.state_dict()
     state = {hf_key: (ours[key].t().contiguous() if transposed else ours[key])
@@ -140,7 +143,7 @@ def family(hf_config) -> tuple[str, str, str, tuple | None, str]:
         mid = ("final_layer_norm", "input") if pre else ("self_attn_layer_norm", "output")
     if kind == "gpt_neox":
         parallel = hf_config.use_parallel_residual
-        placement = "parallel" if parallel else "pre"
+        placement = MEASURED_ONLY_PLACEMENTS[0] if parallel else "pre"
         mid = None if parallel else ("post_attention_layernorm", "input")
     return placement, norm, layers, mid, note
 
@@ -470,3 +473,49 @@ def compare_final(inspected: pd.DataFrame, final: pd.DataFrame) -> dict:
     missing = int((both["_merge"] != "both").sum())
     diff = pd.concat([(both[v] - both[f"{v}_inspected"]).abs() for v in values])
     return {"rows": int(len(final)), "missing": missing, "max_abs_diff": float(diff.max()) if len(diff) else 0.0}
+
+
+# -- the study's tables of its inspections -------------------------------------------------------
+INSPECTED_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm", "max_abs", "adjoint_norm",
+                        "dim_max_1", "dim_max_over_median")
+MODEL_COLUMNS = ("model", "model_type", "placement", "norm", "n_layer", "n_params", "tokens", "dtype", "finite",
+                 "first_nonfinite_sublayer", "loss", "bound_checks", "bound_violations", "max_ratio")
+
+
+def inspection_tables(folders: dict[str, str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(inspected, inspected_models) of the inspection folders {name: folder}: the stream's rows at
+    every point with their bound where one is proven (long), and one row per model with its
+    summary, its largest dimension's max |x| over the median dimension's, and for an exported run
+    the largest difference from the run's final probe. Wall-clock numbers stay in summary.json."""
+    from .stats import HIDDEN_POINTS
+
+    longs, models = [], []
+    for name, folder in sorted(folders.items()):
+        folder = Path(folder)
+        s = json.loads((folder / "summary.json").read_text())
+        p = pd.read_csv(folder / "probes.csv")
+        p = p[p["point"].isin(HIDDEN_POINTS) & p["quantity"].isin(INSPECTED_QUANTITIES)]
+        b = pd.read_csv(folder / "bounds.csv")[["sublayer", "quantity", "bound"]].drop_duplicates(["sublayer", "quantity"])
+        p = p.merge(b, on=["sublayer", "quantity"], how="left")
+        longs.append(p.assign(name=name, model=s["model"], placement=s["placement"], norm=s["norm"], n_layer=s["n_layer"],
+                              depth=p["sublayer"] / p["sublayer"].max()))
+        row = {"name": name, **{k: s.get(k) for k in MODEL_COLUMNS}}
+        over = p.loc[p["quantity"] == "dim_max_over_median", "value"]
+        row["dim_max_over_median"] = float(over.max()) if len(over) else None
+        rt = folder / "roundtrip.json"
+        row["roundtrip_max_abs_diff"] = (max(d["max_abs_diff"] for k, d in json.loads(rt.read_text()).items()
+                                             if isinstance(d, dict)) if rt.exists() else None)
+        models.append(row)
+    cols = ["name", "model", "placement", "norm", "n_layer", "sublayer", "depth", "point", "layer", "quantity",
+            "value", "bound"]
+    long = pd.concat(longs, ignore_index=True)[cols] if longs else pd.DataFrame(columns=cols)
+    long = long.sort_values(["name", "sublayer", "quantity"]).reset_index(drop=True)
+    return long, pd.DataFrame(models, columns=["name", *MODEL_COLUMNS, "dim_max_over_median", "roundtrip_max_abs_diff"])
+
+
+def write_inspection_tables(folders: dict[str, str | Path], tables_dir: str | Path) -> None:
+    from .tables import write_table
+
+    long, models = inspection_tables(folders)
+    write_table(long, Path(tables_dir) / "inspected")
+    write_table(models, Path(tables_dir) / "inspected_models")

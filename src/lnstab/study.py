@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,12 @@ import yaml
 from .baselines import cross_entropies
 from .claims import claims_table, demonstrations_table, software_checks_table
 from .stats import dt_ablation_table
-from .config import DataConfig, load_config, read_yaml
+from .config import ConfigError, DataConfig, load_config, read_yaml
 from .grid import expand, run_config
 from .io import write_bytes, write_json, write_text
 from .collect import collect
 from .lineage import sha256
-from .tables import COLLECTED, write_table
+from .tables import COLLECTED, data_file, write_table
 
 
 def redirect_output(log_path: str | Path) -> None:
@@ -286,9 +287,12 @@ def make_claims_table(runs_csv, tables_dir) -> pd.DataFrame:
     return claims
 
 
-def make_figure(name: str, tables: dict[str, str | Path], out_stem) -> list[Path]:
-    from .figures import FIGURES, save
+def make_figure(name: str, tables: dict[str, str | Path], out_stem, style=None) -> list[Path]:
+    """One figure of FIGURES from its tables {name: file}, in ``style`` (an mplstyle file; default
+    lnstab's), as PNG and PDF."""
+    from .figures import FIGURES, save, use_style
 
+    use_style(style)
     fn, inputs = FIGURES[name]
     return save(fn(**{t: read_table(tables[t]) for t in inputs}), out_stem)
 
@@ -296,16 +300,95 @@ def make_figure(name: str, tables: dict[str, str | Path], out_stem) -> list[Path
 # committed studies whose claims a summary cites where its own study does not decide them
 CITED_STUDIES = ("results/tuning", "results/extended")
 SUMMARY_TABLES = ("baselines", "runs", "losses", "claims", "demonstrations", "software_checks", "dt_ablation",
-                  "tightness", "screen_verdicts", "wasserstein")
+                  "tightness", "screen_verdicts", "wasserstein", "inspected_models")
+
+
+def inspection_names(models: list[str]) -> dict[str, str]:
+    """Output folder name -> model of ``inspect.models``: a folder by its last component, a cached
+    model name with its slash as ``--`` (``openai-community/gpt2`` -> ``openai-community--gpt2``)."""
+    import re
+
+    names = {}
+    for model in models:
+        local = os.path.isdir(model) or model.startswith((".", "/", "~"))
+        name = os.path.basename(os.path.normpath(model)) if local else model.replace("/", "--")
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+        if name in names or name.startswith("export-"):
+            raise ConfigError(f"inspect.models: {model!r} and {names.get(name, 'the exported run')!r} would "
+                              f"both be written to inspect/{name}: save one under another folder name")
+        names[name] = model
+    return names
+
+
+def roundtrip_run(values: dict | None, runs: dict[str, dict], base: dict) -> str | None:
+    """The run id that ``inspect.roundtrip`` picks: exactly one run of the grid, a GPT-2 in
+    lnstab's terms (Pre-LN, LayerNorm with biases, dt 1, dt not folded); None without a round trip."""
+    from .grid import GRID_KEYS, ID_DEFAULTS, run_config
+
+    if not values:
+        return None
+    unknown = sorted(set(values) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(f"inspect.roundtrip: {', '.join(unknown)} not grid keys ({', '.join(GRID_KEYS)})")
+    values = {**ID_DEFAULTS, **values}  # the default last maps unless the values say otherwise
+    match = [r for r, p in runs.items() if all({**ID_DEFAULTS, **p}.get(k) == v for k, v in values.items())]
+    if len(match) != 1:
+        raise ConfigError(f"inspect.roundtrip: {values} picks {len(match)} runs of the grid"
+                          + (f" ({', '.join(match[:4])}...)" if match else "") + "; give values that pick one")
+    m = run_config(runs[match[0]], base).model
+    if (m.placement, m.norm, m.dt, m.bias, m.fold_dt) != ("pre", "layernorm", 1.0, True, False):
+        raise ConfigError(f"inspect.roundtrip: run {match[0]} is not a GPT-2 (placement {m.placement}, norm "
+                          f"{m.norm}, dt {m.dt}, bias {m.bias}): pick a Pre-LN run with LayerNorm at dt 1")
+    return match[0]
+
+
+def left_out(config: dict) -> tuple[str, ...]:
+    """The tables and figures a study does not make: the screen's and the Wasserstein stage's
+    where disabled, the inspections' where it inspects nothing (no models, no round trip)."""
+    out = ()
+    if not config.get("screen", {}).get("enabled", True):
+        out += ("screen_verdicts", "screen_sublayers", "fig7_screen")
+    if not config.get("wasserstein", {}).get("enabled", True):
+        out += ("wasserstein", "fig8_wasserstein")
+    inspect = config.get("inspect", {})
+    if not inspect.get("models") and not inspect.get("roundtrip"):
+        out += ("inspected", "inspected_models", "fig9_inspect")
+    return out
+
+
+def redraw(config_path: str | Path = "config/config.yaml", verbose: bool = True) -> list[Path]:
+    """Every figure and the summary of a study from its tables alone, without Snakemake and without
+    a training job (``lnstab figures``, ``make figures``): the same function and inputs as the
+    workflow's figure and summary rules, so the files equal the workflow's byte for byte."""
+    from .figures import FIGURES
+
+    config, _ = load_study(config_path)
+    results, figdir = str(config.get("results", "results")).rstrip("/"), config.get("figures", "figures")
+    tables_dir = Path(results) / "tables"
+    skipped = left_out(config)
+    needed = sorted({t for name, (_, ts) in FIGURES.items() if name not in skipped for t in ts}
+                    | {n for n in SUMMARY_TABLES if n not in skipped})
+    missing = [str(tables_dir / data_file(t)) for t in needed if not (tables_dir / data_file(t)).exists()]
+    if missing:
+        raise FileNotFoundError(f"{config_path}: tables missing (run the workflow first): {', '.join(missing)}")
+    paths = []
+    for name, (_, inputs) in FIGURES.items():
+        if name in skipped:
+            continue
+        t0 = time.perf_counter()
+        paths += make_figure(name, {t: tables_dir / data_file(t) for t in inputs}, Path(figdir) / name,
+                             config.get("figure_style"))
+        if verbose:
+            print(f"{figdir}/{name}.png, .pdf ({time.perf_counter() - t0:.1f} s)", flush=True)
+    write_summary(tables_dir, figdir, config, Path(results) / "summary.md")
+    return paths + [Path(results) / "summary.md"]
 
 
 def write_summary(tables_dir, figdir, config: dict, out) -> None:
     """results/summary.md: the study on one page (lnstab.summary)."""
     from .summary import summary_markdown
 
-    left_out = {"screen_verdicts": not config.get("screen", {}).get("enabled", True),
-                "wasserstein": not config.get("wasserstein", {}).get("enabled", True)}
-    tables = {n: read_table(Path(tables_dir) / f"{n}.csv") for n in SUMMARY_TABLES if not left_out.get(n)}
+    tables = {n: read_table(Path(tables_dir) / data_file(n)) for n in SUMMARY_TABLES if n not in left_out(config)}
     others = {f"{d}/summary.md": read_table(Path(d) / "tables" / "claims.csv") for d in CITED_STUDIES
               if (Path(d) / "tables" / "claims.csv").exists() and Path(d).resolve() != Path(out).parent.resolve()}
     write_text(out, summary_markdown(tables, config, os.path.relpath(figdir, Path(out).parent), others))

@@ -17,6 +17,8 @@ FIGURE_MAP = {
     "fig6_scale": "Figure 1's message that scale grows during training for Pre-LN (scale over steps)",
     "fig7_screen": "the paper's offer of its analysis as a sanity check of new blocks (no figure of the paper's)",
     "fig8_wasserstein": "the uncertainty-quantification section (Wasserstein sensitivity of the flow)",
+    "fig9_inspect": "Figure 1's layout for checkpoints measured by `lnstab inspect` (the study's own export, "
+                    "and the pretrained models of `inspect.models`)",
 }
 
 CAVEAT = ("The bounds are this package's own derivations (docs/bounds.md), not the paper's theorems, "
@@ -149,6 +151,18 @@ def _wasserstein(w: pd.DataFrame) -> list[str]:
             table.to_markdown(index=False, floatfmt=".3g")]
 
 
+def _inspected(models: pd.DataFrame) -> list[str]:
+    """The inspected checkpoints: what was detected, the checks, and the round trip of an export."""
+    out = ["Checkpoints measured as a training run's final probe (`lnstab inspect`; rows in "
+           "results/tables/inspected.csv). `dim_max_over_median`: the largest dimension's max |x| over the "
+           "median dimension's, at the layer where it is largest (massive activations). `roundtrip_max_abs_diff`: "
+           "for a run of this study exported to transformers' format, the largest difference between the "
+           "inspected rows and the run's own final probe (0: the export and the inspection are exact):", "",
+           models[[c for c in SHOWN_COLUMNS["inspected_models"] if c in models]].astype(object).map(_shown)
+           .to_markdown(index=False)]
+    return out
+
+
 def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
                      others: dict[str, pd.DataFrame] | None = None) -> str:
     """The page; ``others``: study summary path -> that study's claims table (cited where this
@@ -211,10 +225,13 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
           ["This study has no Wasserstein stage (`wasserstein.enabled: false`); the default study's is in "
            "results/summary.md and results/tables/wasserstein.md."]),
         "",
+        *(["## Inspected checkpoints", "", *_inspected(tables["inspected_models"]), ""]
+          if "inspected_models" in tables else []),
         "## Figures and the paper's figures they mirror",
         "",
         *[f"- [{name}]({figdir}/{name}.png): {what}" for name, what in FIGURE_MAP.items()
-          if {"fig7_screen": "screen_verdicts", "fig8_wasserstein": "wasserstein"}.get(name, "runs") in tables],
+          if {"fig7_screen": "screen_verdicts", "fig8_wasserstein": "wasserstein",
+              "fig9_inspect": "inspected_models"}.get(name, "runs") in tables],
         "",
         "## Caveat",
         "",

@@ -8,13 +8,14 @@ determinism manifest. The statistics of each run come from ``lnstab.stats``; the
 """
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .grid import GRID_KEYS
-from .io import write_csv, write_text
+from .io import write_bytes, write_csv, write_text
 
 PARAMS = list(GRID_KEYS)  # placement, n_layer, dt, weight_decay, lr, seed, init_scale, fold_dt
 FLOAT_FORMAT = "%.6g"
@@ -32,15 +33,20 @@ TABLES = {
     "tightness": ("csv", "md", "tex"),
     "scale": ("csv",),
     "slopes": ("csv",),
-    "metrics": ("csv",),
-    "probes": ("csv",),
-    "bounds": ("csv",),
+    "metrics": ("csv.gz",),  # the long tables: gzipped, so that the figures' data are committed
+    "probes": ("csv.gz",),
+    "bounds": ("csv.gz",),
     "timings": ("csv",),
     "wasserstein": ("csv", "md"),
     "screen_sublayers": ("csv",),
     "screen_verdicts": ("csv", "md"),
+    "inspected": ("csv",),
+    "inspected_models": ("csv", "md"),
 }
 SHOWN_COLUMNS = {
+    "inspected_models": ["name", "model_type", "placement", "norm", "n_layer", "n_params", "finite", "loss",
+                         "bound_checks", "bound_violations", "max_ratio", "dim_max_over_median",
+                         "roundtrip_max_abs_diff"],
     "runs": PARAMS + ["role", "status", "final_val_loss", "learned", "scale_growth_final", "shape_ratio",
                       "adjoint_ratio", "violations"],
     "losses": [k for k in PARAMS if k != "seed"] + ["role", "seeds", "val_loss_mean", "val_loss_std", "learned"],
@@ -76,6 +82,10 @@ def write_table(df: pd.DataFrame, stem: str | Path, formats=None) -> list[Path]:
     if "csv" in formats:
         write_csv(stem.with_suffix(".csv"), df, float_format=FLOAT_FORMAT)
         paths.append(stem.with_suffix(".csv"))
+    if "csv.gz" in formats:  # no time stamp or file name in the gzip header: the same rows, the same bytes
+        text = df.to_csv(index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+        write_bytes(stem.with_suffix(".csv.gz"), gzip.compress(text.encode(), compresslevel=9, mtime=0))
+        paths.append(stem.with_suffix(".csv.gz"))
     cols = [c for c in SHOWN_COLUMNS.get(stem.name, df.columns) if c in df.columns]
     shown = df[cols].astype(object).map(_shown)
     if "md" in formats:
@@ -85,6 +95,11 @@ def write_table(df: pd.DataFrame, stem: str | Path, formats=None) -> list[Path]:
         write_text(stem.with_suffix(".tex"), shown.to_latex(index=False, escape=True))
         paths.append(stem.with_suffix(".tex"))
     return paths
+
+
+def data_file(name: str) -> str:
+    """The file of a table that programs read (its CSV, plain or gzipped)."""
+    return f"{name}.{TABLES[name][0]}"
 
 
 def table_files(results: str, names=None) -> list[str]:

@@ -9,11 +9,11 @@ rule collect:
         baselines=f"{RESULTS}/tables/baselines.csv",
         run_files=TRAIN_FILES,  # read through run_dirs; inputs so that each is checked (lineage)
     output:
-        **{t: f"{RESULTS}/tables/{t}.csv" for t in COLLECTED if TABLES[t] == ("csv",)},
+        **{t: f"{RESULTS}/tables/{data_file(t)}" for t in COLLECTED if len(TABLES[t]) == 1},
         **{
             f"{t}_{ext}": path
             for t in COLLECTED
-            if TABLES[t] != ("csv",)
+            if len(TABLES[t]) > 1
             for ext, path in table_outputs(t).items()
         },
     log:
@@ -26,7 +26,7 @@ rule collect:
         run_dirs=lambda wc, input: {
             r: os.path.dirname(s) for r, s in zip(RUNS, input.summaries)
         },
-        tables=lambda wc, output: os.path.dirname(output.metrics),
+        tables=lambda wc, output: os.path.dirname(output.runs_csv),
     script:
         "../scripts/collect_tables.py"
 

@@ -14,16 +14,26 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
+import lnstab.figures
+import lnstab.stats
 from lnstab.config import ConfigError, check_batch_split, read_yaml
 from lnstab.figures import FIGURES
 from lnstab.grid import expand as expand_grid, run_config
-from lnstab.study import CITED_STUDIES, SUMMARY_TABLES, record_sources
-from lnstab.tables import COLLECTED, JUDGED, TABLES, table_files
+from lnstab.study import (
+    CITED_STUDIES,
+    SUMMARY_TABLES,
+    inspection_names,
+    left_out,
+    record_sources,
+    roundtrip_run,
+)
+from lnstab.tables import COLLECTED, JUDGED, TABLES, data_file, table_files
 
 validate(config, "../schemas/config.schema.yaml")
 config.setdefault("resources", {}).setdefault("train", {})
 config.setdefault("screen", {})
 config.setdefault("wasserstein", {})
+config.setdefault("inspect", {})
 validate(config, "../schemas/config.schema.yaml")  # second pass fills nested defaults
 
 RESULTS = config["results"].rstrip("/")
@@ -46,6 +56,9 @@ try:
     RUNS = expand_grid(config["sweeps"], BASE)
     for _params in RUNS.values():  # every run's config is checked before anything runs
         check_batch_split(run_config(_params, BASE).train, TRAIN_RESOURCES["processes"])
+    # inspected checkpoints: output folder name -> model (folder or cached name); the run exported
+    INSPECTED = inspection_names(config["inspect"]["models"])
+    ROUNDTRIP = roundtrip_run(config["inspect"]["roundtrip"], RUNS, BASE)
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}") from None
 
@@ -58,13 +71,12 @@ CORPUS_SOURCES = str(
 LOGS = f"{RESULTS}/logs"
 CONDA_ENV = "../../envs/environment.yaml"
 
-# a study may leave the screen or the Wasserstein stage out (screen.enabled, wasserstein.enabled:
-# false): their tables and figures then are not targets
-LEFT_OUT = (
-    ()
-    if config["screen"]["enabled"]
-    else ("screen_verdicts", "screen_sublayers", "fig7_screen")
-) + (() if config["wasserstein"]["enabled"] else ("wasserstein", "fig8_wasserstein"))
+# a study may leave the screen, the Wasserstein stage or the inspections out (screen.enabled,
+# wasserstein.enabled: false; inspect: nothing): their tables and figures then are not targets
+LEFT_OUT = left_out(config)
+# what a figure is drawn with besides its tables: a change of either redraws it
+FIGURE_STYLE = os.path.relpath(config["figure_style"] or lnstab.figures.STYLE)
+FIGURE_CODE = [os.path.relpath(m.__file__) for m in (lnstab.figures, lnstab.stats)]
 TABLE_FILES = table_files(RESULTS, [t for t in TABLES if t not in LEFT_OUT])
 FIGURE_FILES = [
     f"{FIGDIR}/{f}.{ext}"
@@ -116,3 +128,9 @@ def table_outputs(name):
         labels={"table": name},
     )
     return out
+
+
+def inspected_config(wc):
+    """A model folder's config.json is the inspect job's input (a cached name is not tracked)."""
+    model = INSPECTED[wc.name]
+    return [os.path.join(model, "config.json")] if os.path.isdir(model) else []

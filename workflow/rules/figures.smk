@@ -1,5 +1,6 @@
 # Stage 4: one rule per figure, each drawn from tables only (lnstab.figures.FIGURES names the
-# figures and the tables each reads).
+# figures and the tables each reads). The figure code and the style file are inputs too: a
+# change of either redraws (Snakemake's code trigger sees only the script).
 
 for _fig, (_, _tables) in FIGURES.items():
 
@@ -7,7 +8,9 @@ for _fig, (_, _tables) in FIGURES.items():
         name:
             _fig
         input:
-            **{t: f"{RESULTS}/tables/{t}.csv" for t in _tables},
+            **{t: f"{RESULTS}/tables/{data_file(t)}" for t in _tables},
+            code=FIGURE_CODE,
+            style=FIGURE_STYLE,
         output:
             png=report(
                 f"{FIGDIR}/{_fig}.png",
@@ -28,6 +31,7 @@ for _fig, (_, _tables) in FIGURES.items():
             CONDA_ENV
         params:
             figure=_fig,
+            style=FIGURE_STYLE,
         script:
             "../scripts/make_figure.py"
 
