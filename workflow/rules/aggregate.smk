@@ -9,7 +9,11 @@ rule collect:
         baselines=f"{RESULTS}/tables/baselines.csv",
         run_files=TRAIN_FILES,  # read through run_dirs; inputs so that each is checked (lineage)
     output:
-        **{t: f"{RESULTS}/tables/{data_file(t)}" for t in COLLECTED if len(TABLES[t]) == 1},
+        **{
+            t: f"{RESULTS}/tables/{data_file(t)}"
+            for t in COLLECTED
+            if len(TABLES[t]) == 1
+        },
         **{
             f"{t}_{ext}": path
             for t in COLLECTED
