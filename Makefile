@@ -5,17 +5,27 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
 
-.PHONY: setup workflow figures test check smoke report determinism bench plans clean
+.PHONY: setup lock workflow figures test check smoke report determinism bench plans clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: envs/requirements.txt envs/requirements-nodeps.txt pyproject.toml
+# the locked environment: every package at the version of envs/requirements.lock, nothing resolved
+$(VENV)/.installed: envs/requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r envs/requirements.txt
-	$(BIN)/pip install -q --no-deps -r envs/requirements-nodeps.txt
+	$(BIN)/pip install -q --no-deps -r envs/requirements.lock
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# envs/requirements.lock anew from the ranges of envs/requirements.txt (and the --no-deps packages)
+lock:
+	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install -q --upgrade pip
+	build/lock-venv/bin/pip install -q -r envs/requirements.txt
+	build/lock-venv/bin/pip install -q --no-deps -r envs/requirements-nodeps.txt
+	{ sed -n '1,/^# Byte-identical/p' envs/requirements.lock; \
+	  build/lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip=='; } > envs/requirements.lock.new
+	mv envs/requirements.lock.new envs/requirements.lock && rm -rf build/lock-venv
 
 workflow: setup
 	$(BIN)/snakemake --cores $(CORES)

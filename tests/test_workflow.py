@@ -56,6 +56,26 @@ def test_conda_environment_names_the_pip_requirements():
     assert all(f'"{r}"' in post for r in nodeps)
 
 
+def test_the_lock_pins_every_requirement_within_its_range():
+    """make setup installs envs/requirements.lock with --no-deps: it must hold every package of
+    the requirements, each at one version inside the requirement's range."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lock = {}
+    for line in (ROOT / "envs" / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            lock[canonicalize_name(name)] = version
+    for path in ("requirements.txt", "requirements-nodeps.txt"):
+        for line in (ROOT / "envs" / path).read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                req = Requirement(line)
+                name = canonicalize_name(req.name)
+                assert name in lock, f"{req.name} of envs/{path} is not in envs/requirements.lock"
+                assert req.specifier.contains(lock[name].split("+")[0], prereleases=True), (req, lock[name])
+
+
 def test_profiles():
     default = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
     slurm = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
