@@ -250,3 +250,42 @@ def test_a_study_run_records_its_grid_point(tmp_path):
     assert runs.iloc[0][["placement", "n_layer", "dt", "seed"]].tolist() == ["peri", 1, 0.5, 3]
     with pytest.raises(ValueError, match="records grid point"):
         collect({"x": tmp_path / "run"}, {"x": {**params, "seed": 4}}, baselines)
+
+
+# -- 4b. cluster file systems: no flock, or one that holds per node only -----------------------
+def test_lock_falls_back_to_a_lock_file_where_flock_is_missing(tmp_path, monkeypatch, capsys):
+    """Where flock fails with ENOSYS (Lustre without flock), the run folder is locked by an O_EXCL
+    file holding host and pid: a second holder is refused naming the first, a file left by a dead
+    process of this host is taken over, one of another host is not; LNSTAB_LOCK=file asks for it."""
+    import errno
+    import socket
+
+    from lnstab import runfolder
+    from lnstab.runfolder import RunError, run_lock
+
+    def no_flock(*_):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(runfolder.fcntl, "flock", no_flock)
+    out = tmp_path / "run"
+    with run_lock(out):
+        assert f"pid {os.getpid()} on {socket.gethostname()}" in (out / ".lock.pid").read_text()
+        with pytest.raises(RunError, match=f"in use by pid {os.getpid()}"):
+            with run_lock(out):
+                pass
+    assert not (out / ".lock.pid").exists() and "no flock" in capsys.readouterr().err
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (out / ".lock.pid").write_text(f"pid {gone.pid} on {socket.gethostname()} since 2026-01-01 00:00:00\n")
+    with run_lock(out):  # a crash's leftover on this host
+        assert f"pid {os.getpid()}" in (out / ".lock.pid").read_text()
+    (out / ".lock.pid").write_text("pid 1 on another-node since 2026-01-01 00:00:00\n")
+    monkeypatch.undo()
+    monkeypatch.setenv("LNSTAB_LOCK", "file")  # flock works here, but the file lock is asked for
+    with pytest.raises(RunError, match="in use by pid 1 on another-node"):
+        with run_lock(out):
+            pass
+    monkeypatch.setenv("LNSTAB_LOCK", "nfs")
+    with pytest.raises(RunError, match="LNSTAB_LOCK='nfs'"):
+        with run_lock(out):
+            pass

@@ -3,6 +3,7 @@ provenance. Everything here is about what a run leaves on disk; the training loo
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -266,14 +267,36 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+# How a run folder is locked: "flock" (default), or "file" where flock is missing (ENOSYS on a Lustre
+# mount without it) or holds per node only (Lustre's localflock): an O_EXCL lock file, which every
+# node sees. flock falls back to "file" by itself when the file system refuses it.
+LOCK_ENV = "LNSTAB_LOCK"
+NO_FLOCK = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
+
+
+def _holder_text() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+
+
 @contextlib.contextmanager
 def run_lock(out: Path):
-    """Hold ``out/.lock`` for the whole run: a second trainer on the same folder stops with a
+    """Hold the run folder for the whole run: a second trainer on the same folder stops with a
     message naming the holder instead of writing into the same files."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file of that name, a folder without write permission
         raise RunError(f"{out}: cannot create the run folder ({e.strerror})") from None
+    mode = os.environ.get(LOCK_ENV, "flock")
+    if mode not in ("flock", "file"):
+        raise RunError(f"{LOCK_ENV}={mode!r}: 'flock' (default) or 'file' (an O_EXCL lock file, for "
+                       "cluster file systems without a cluster-wide flock)")
+    lock = _file_lock if mode == "file" else _flock
+    with lock(out):
+        yield
+
+
+@contextlib.contextmanager
+def _flock(out: Path):
     path = out / ".lock"
     try:  # never through a symbolic link: the truncation below would hit the file it points to
         f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a+")
@@ -287,16 +310,63 @@ def run_lock(out: Path):
         holder = f.read().strip() or "another process"
         f.close()
         raise RunError(f"{out} is in use by {holder}; wait for it to finish or stop it") from None
+    except OSError as e:
+        f.close()
+        if e.errno not in NO_FLOCK:
+            raise
+        print(f"lnstab: {out}: this file system has no flock ({e.strerror}); locking with a lock file "
+              f"(set {LOCK_ENV}=file to say so, and on a mount whose flock holds per node only)",
+              file=sys.stderr, flush=True)
+        with _file_lock(out):
+            yield
+        return
     try:
         f.seek(0)
         f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.write(_holder_text())
         f.flush()
         yield
     finally:
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
 
+
+@contextlib.contextmanager
+def _file_lock(out: Path):
+    """out/.lock.pid created with O_EXCL (atomic on NFS v3+ and Lustre), holding host and pid; a
+    lock left by a dead process of this host is taken over, one of another host is named."""
+    path = out / ".lock.pid"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+            break
+        except FileExistsError:
+            holder = path.read_text(errors="replace").strip() if path.is_file() else ""
+            words = holder.split()
+            host, pid = (words[3], int(words[1])) if len(words) > 3 and words[1].isdigit() else ("", 0)
+            if host == socket.gethostname() and pid and not _alive(pid):
+                path.unlink(missing_ok=True)  # its process is gone: a crash left it
+                continue
+            raise RunError(f"{out} is in use by {holder or 'another process'} (lock file {path}); wait for it "
+                           "to finish or stop it, or delete the lock file if that process is gone") from None
+    else:
+        raise RunError(f"{path}: could not take the lock file")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(_holder_text())
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def move_aside(out: Path) -> Path:
