@@ -61,7 +61,16 @@ def slurm_job_ids(output: str) -> list[int]:
     return [int(j) for j in re.findall(r"submitted with SLURM jobid (\d+)", output)]
 
 
+def manifest(study: Path) -> dict[str, str]:
+    """A study's manifest (results/manifest.sha256) as {path below the study's folder: sha256}."""
+    lines = (study / "results" / "manifest.sha256").read_text().splitlines()
+    return {os.path.relpath(name, study): digest for digest, _, name in (l.partition("  ") for l in lines)}
+
+
 def test_smoke_study_on_slurm_equals_local(slurm_cluster, smoke_local, tmp_path):
+    """The smoke study twice from scratch, once on SLURM and once locally: the determinism check
+    (make determinism) on the smoke study. Every table and figure and the summary in the
+    manifest are byte-identical, and so are the long tables left out of it."""
     local_dir, _ = smoke_local
     cfg_path = smoke_config(tmp_path)
     t0 = time.time()
@@ -75,6 +84,10 @@ def test_smoke_study_on_slurm_equals_local(slurm_cluster, smoke_local, tmp_path)
     for t in TABLES:
         assert (tmp_path / "results" / "tables" / t).read_bytes() == \
             (local_dir / "results" / "tables" / t).read_bytes(), t
+    ours, local = manifest(tmp_path), manifest(local_dir)
+    assert len(local) > 40 and "results/summary.md" in local and "figures/fig9_inspect.png" in local
+    assert ours == local, sorted(k for k in local if ours.get(k) != local[k])
+    assert not any("timings" in k for k in local)  # wall-clock seconds never are
 
 
 def test_two_process_job_stops_on_sigterm_and_resumes_exactly(slurm_cluster, tmp_path):

@@ -334,7 +334,8 @@ def roundtrip_run(values: dict | None, runs: dict[str, dict], base: dict) -> str
     match = [r for r, p in runs.items() if all({**ID_DEFAULTS, **p}.get(k) == v for k, v in values.items())]
     if len(match) != 1:
         raise ConfigError(f"inspect.roundtrip: {values} picks {len(match)} runs of the grid"
-                          + (f" ({', '.join(match[:4])}...)" if match else "") + "; give values that pick one")
+                          + (f" ({', '.join(match[:4])}...)" if match else "") + "; give values that pick one, "
+                          "or 'inspect: {roundtrip: null}' for none (a --configfile inherits config/config.yaml's)")
     m = run_config(runs[match[0]], base).model
     if (m.placement, m.norm, m.dt, m.bias, m.fold_dt) != ("pre", "layernorm", 1.0, True, False):
         raise ConfigError(f"inspect.roundtrip: run {match[0]} is not a GPT-2 (placement {m.placement}, norm "
