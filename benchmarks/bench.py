@@ -1,7 +1,7 @@
 """Benchmark: training throughput of lnstab against a plain PyTorch GPT, probe cost, peak memory,
 end-to-end workflow times and the DAG build time of a 1,000-run grid. Writes docs/benchmarks.md.
 
-    make bench                           # everything (about 15 minutes on 2 cores)
+    make bench                           # everything (about 30 minutes on 2 cores)
     python benchmarks/bench.py --quick   # throughput and memory only, fewer repeats
 
 Every run uses lnstab's default config (`lnstab show-config`) with only the shape changed.
@@ -230,6 +230,28 @@ def gpu_section(results: Path) -> list[str]:
     return lines
 
 
+def inspect_section(results: Path) -> list[str]:
+    """The table of `lnstab inspect` at GPT-2's shapes, from benchmarks/inspect_results.json."""
+    if not results.exists():
+        return ["Not measured: no `benchmarks/inspect_results.json` (run `python benchmarks/inspect_bench.py`)."]
+    r = json.loads(results.read_text())
+    lines = [f"Measured by `python benchmarks/inspect_bench.py` ({r['machine']}): `lnstab inspect` on a randomly "
+             "initialised GPT-2 checkpoint of each shape (saved by transformers' `save_pretrained`; no download), "
+             "in a fresh process: loading, one forward and backward pass of the language-model loss with every "
+             "probe, and the bound rows (float32; Jacobian estimates off).", "",
+             "| shape | parameters (M) | sequences x tokens | dtype | wall (s) | peak RSS (GiB) | bound checks | violations | largest ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for t in r["rows"]:
+        head = f"| {t['shape']} ({t['blocks']} x {t['width']}) |"
+        if "error" in t:
+            lines.append(f"{head} | {t['batch']} x {t['tokens']} | {t['dtype']} | refused: {t['error']} | | | | |")
+            continue
+        lines.append(f"{head} {t['n_params'] / 1e6:,.0f} | {t['batch']} x {t['tokens']} | {t['dtype']} | "
+                     f"{t['wall_s']:.0f} | {t['peak_rss_gib']:.1f} | {t['bound_checks']} | {t['bound_violations']} | "
+                     f"{t['max_ratio']:.3g} |")
+    return lines
+
+
 def write_doc(path: Path, rows, memory, dag, e2e):
     c = DEFAULTS
     n_plain, n_jac = probe_schedule(c)
@@ -275,6 +297,7 @@ def write_doc(path: Path, rows, memory, dag, e2e):
               "about 10 s to every Snakemake start (`scontrol show config` waits for it);",
               "`scripts/slurm-up.sh` keeps its configuration private and `scripts/slurm-down.sh` removes it, so the",
               "numbers above were taken either with that controller up or with no slurm.conf."]
+    lines += ["", "## Inspecting a checkpoint", ""] + inspect_section(ROOT / "benchmarks" / "inspect_results.json")
     lines += ["", "## GPU", ""] + gpu_section(ROOT / "benchmarks" / "gpu_results.json")
     path.write_text("\n".join(lines) + "\n")
 
@@ -287,6 +310,8 @@ def main():
     rows = throughput(repeats=3 if args.quick else 5, steps=5 if args.quick else 10)
     memory = [(f"L{s[0]} d{s[1]}", peak_memory(s)) for s in SHAPES]
     dag = dag_build_time()
+    if not args.quick:  # gpt2's and gpt2-xl's shapes: benchmarks/inspect_results.json
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inspect_bench.py")], check=True)
     e2e = [] if args.quick else [("default workflow (config/config.yaml), wall", workflow_time("config/config.yaml")),
                                  ("smoke workflow (config/smoke.yaml), wall", workflow_time("config/smoke.yaml"))]
     write_doc(Path(args.out), rows, memory, dag, e2e)

@@ -1,4 +1,5 @@
-"""The GPU benchmark script runs (on the CPU, tiny shapes) and its determinism check can tell."""
+"""The benchmark scripts run on the CPU at tiny shapes: the GPU script (its determinism check can
+tell) and the inspection of a random GPT-2 checkpoint."""
 import json
 import subprocess
 import sys
@@ -21,3 +22,15 @@ def test_gpu_script_local_check(tmp_path):
     assert fp32["bound_violations"] == 0
     # bf16 autocast is refused on the CPU, and the script records that instead of stopping
     assert "bf16 autocast is for GPUs" in by_precision["bf16"]["error"]
+
+
+@pytest.mark.slow
+def test_inspect_benchmark_local_check():
+    """benchmarks/inspect_bench.py saves a random GPT-2 checkpoint and inspects it in a fresh
+    process (a 2-block shape here; gpt2's and gpt2-xl's in make bench)."""
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inspect_bench.py"), "--local-check"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    assert row["shape"] == "tiny" and row["finite"] and row["bound_violations"] == 0 and row["bound_checks"] > 0
+    assert 0 < row["peak_rss_gib"] < 8 and row["seconds"] <= row["wall_s"]

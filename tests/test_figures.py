@@ -66,11 +66,14 @@ def test_figure_draws_from_tables(tables, name, tmp_path):
                if line.get_label().split(" ")[0] in PLACEMENT_COLORS}
     assert {PLACEMENT_COLORS[p].lower() for p in drawn} <= {c.lower() for c in colours}
     if name == "fig1_moments":
-        assert "proven bound (dashed)" in labels
-        assert [ax.get_title() for ax in fig.axes] == ["mean |x|", "entry-wise variance", "data-wise variance"]
+        assert "dashed: the run's proven bound" in labels
+        assert [ax.get_title() for ax in fig.axes] == ["mean $|x|$", "entry-wise variance", "data-wise variance"]
+        # each run's legend entry holds its line and its dashed bound, in the run's colour
+        legend = fig.legends[0]
+        assert len(legend.legend_handles) == len(labels)
     if name == "fig8_wasserstein":
-        assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["W2 ratio, output / input", "||J||_2, worst direction"]
-        assert any(lab.startswith("flow Jacobian gain, random direction") for lab in labels)  # dashed, named
+        assert fig.axes[0].get_ylabel() == "$W_2$ ratio, output / input"
+        assert any(lab.startswith("dashed: the flow Jacobian's random-direction gain") for lab in labels)
     if name == "fig4_losses":
         assert any(lab.startswith("bigram baseline") for lab in labels)
         assert any(lab.startswith("unigram baseline") for lab in labels)

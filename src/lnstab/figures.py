@@ -27,8 +27,9 @@ PLACEMENT_COLORS = {"pre": "#0072B2", "peri": "#D55E00", "post": "#009E73", "non
                     "output": "#E69F00", "mix": "#56B4E9", "deepnorm": "#000000",
                     "parallel": "#7F7F7F"}  # every placement of PLACEMENTS and MEASURED_ONLY_PLACEMENTS
 MARKERS = ("o", "^", "s", "D", "v")
-MOMENT_LABELS = {"mean_abs": "mean |x|", "var_entry": "entry-wise variance",
-                 "var_data": "data-wise variance", "mean_norm": "mean ||x||"}
+MOMENT_LABELS = {"mean_abs": r"mean $|x|$", "var_entry": "entry-wise variance",
+                 "var_data": "data-wise variance", "mean_norm": r"mean $\|x\|$"}
+AT_POINT = r"value at $x^{(k)}$"
 
 
 def pyplot():
@@ -93,7 +94,8 @@ def add_variant(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def variant_styles(variants) -> dict[str, tuple[str, str]]:
-    """variant -> (colour, marker): the placement's hue, lighter for each further variant."""
+    """variant -> (colour, marker): the placement's hue for its first variant, then alternately
+    darker and lighter shades of it (neighbours in the legend never share a near shade)."""
     import matplotlib.colors as mcolors
 
     out = {}
@@ -101,8 +103,9 @@ def variant_styles(variants) -> dict[str, tuple[str, str]]:
         mine = sorted(v for v in set(variants) if v.split()[0] == p)
         for i, v in enumerate(mine):
             base = np.array(mcolors.to_rgb(PLACEMENT_COLORS[p]))
-            shade = base + (1 - base) * min(0.55, 0.28 * i)  # towards white
-            out[v] = (mcolors.to_hex(shade), MARKERS[i % len(MARKERS)])
+            step = (i + 1) // 2  # 0, 1, 1, 2, 2, ...
+            shade = base * (1 - 0.4 * step) if i % 2 else base + (1 - base) * min(0.6, 0.45 * step)
+            out[v] = (mcolors.to_hex(np.clip(shade, 0, 1)), MARKERS[i % len(MARKERS)])
     for i, v in enumerate(sorted(v for v in set(variants) if v not in out)):  # a screened block of one's own
         out[v] = ("#000000", MARKERS[i % len(MARKERS)])
     return out
@@ -115,10 +118,11 @@ LINESTYLES = {"learned": "-", "not learned": ":", "instability demo": "-."}
 def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: dict, col_title,
                xlabel: str, bound: str | None = None, logy=True, sharey="row", title: str = "",
                markers_only=False, hlines: dict | None = None, panel_w=3.0, panel_h=2.3, col_order=None,
-               logx=False, bound_label="proven bound (dashed)", integer_x=True):
+               logx=False, bound_label="dashed: the run's proven bound", integer_x=True):
     """Facets row x col of ``value`` against ``x``, one line per variant (mean over seeds, band
-    one standard deviation); ``bound`` (a column) dashed in the variant's colour; ``hlines``
-    {label: y} grey reference lines in every panel."""
+    from the smallest to the largest seed); ``bound`` (a column) dashed in the variant's colour,
+    and the variant's legend entry shows both lines; ``hlines`` {label: y} grey reference lines
+    in every panel."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -127,6 +131,7 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
     styles = variant_styles(df["variant"])
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(panel_w * len(cols) + 0.6, panel_h * len(rows) + 0.9),
                              squeeze=False, sharex=True, sharey=sharey, layout="constrained")
+    bounds_of = {}  # legend label -> its dashed bound line
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i, j]
@@ -140,13 +145,11 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
                         color=color, label=label)
                 if markers_only:
                     ax.vlines(stats.index, stats["min"], stats["max"], color=color, linewidth=1.0)
-                elif stats["std"].notna().any():
-                    lo, hi = stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0)
-                    ax.fill_between(stats.index, lo.where(lo > 0, stats["min"]) if logy else lo, hi,
-                                    color=color, alpha=0.15, linewidth=0)
+                elif (stats["max"] > stats["min"]).any():  # the seeds' range (a +-std band is meaningless on log axes)
+                    ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, linewidth=0)
                 if bound is not None and g[bound].notna().any():
                     b = g.groupby(x)[bound].mean()
-                    ax.plot(b.index, b.values, "--", color=color, linewidth=1.0)
+                    (bounds_of[label],) = ax.plot(b.index, b.values, "--", color=color, linewidth=1.0)
             for name, y in (hlines or {}).items():
                 ax.axhline(y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
             if logy:
@@ -158,27 +161,37 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
             ax.set_title(col_title(c) if i == 0 else "")
             ax.set_xlabel(xlabel if i == len(rows) - 1 else "")
             ax.set_ylabel(row_labels[r] if j == 0 and row else (row_labels.get(None, "") if j == 0 else ""))
-    extra = {bound_label: "--"} if bound is not None else {}
+    extra = {bound_label: "--"} if bounds_of else {}
     extra.update({name: (0, (4, 2)) if "bigram" in name else ":" for name in hlines or {}})
-    finish(fig, axes, title, extra)
+    finish(fig, axes, title, extra, bounds_of)
     return fig
 
 
-def finish(fig, axes, title: str, extra: dict[str, object]) -> None:
+def finish(fig, axes, title: str, extra: dict[str, object], paired: dict | None = None) -> None:
     """One legend for the figure, below the panels, variants in placement order, then the grey
-    reference lines of ``extra`` (label -> linestyle); the title above."""
+    reference lines of ``extra`` (label -> linestyle); the title above. A variant of ``paired``
+    (label -> its dashed bound line) shows its line and its bound side by side in one entry."""
     plt = pyplot()
+    from matplotlib.legend_handler import HandlerTuple
+
     handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
+    for lab, dashed in (paired or {}).items():
+        if lab in handles:
+            handles[lab] = (handles[lab], dashed)
     order = list(PLACEMENT_COLORS)
     labels = sorted(handles, key=lambda lab: (order.index(lab.split()[0]) if lab.split()[0] in order else 9, lab))
     for name, ls in extra.items():
         handles[name] = plt.Line2D([], [], color="0.35", linestyle=ls)
         labels.append(name)
+    if not labels:  # e.g. the smoke study, where nothing learns
+        fig.text(0.5, 0.5, "nothing to draw: no run of this figure learned (table runs)", ha="center")
+        labels, handles = ["no run drawn"], {"no run drawn": plt.Line2D([], [], color="none")}
     ncol = min(4 if max(map(len, labels)) < 40 else 2, len(labels))  # long labels: fewer columns
-    fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center", ncol=ncol, frameon=False)
+    fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center", ncol=ncol, frameon=False,
+               handler_map={tuple: HandlerTuple(ndivide=None, pad=0.3)}, handlelength=3.2 if paired else 2.0)
     fig.suptitle(title)
 
 
@@ -201,8 +214,8 @@ def figure_moments(probes: pd.DataFrame, bounds: pd.DataFrame, runs: pd.DataFram
     # the paper's selection: Pre-LN and Post-LN at the plain step dt = 1, Peri-LN at every dt
     dmax = prof["dt"].max()
     prof = prof[((prof["placement"] == "peri") | (prof["dt"] == dmax)) & (prof["kind"] != "not learned")]
-    return panel_grid(prof, "sublayer", None, "quantity", {None: "value at x^(k)"}, MOMENT_LABELS.get,
-                      "layer index k (sub-layers)", bound="bound", sharey=False, col_order=qs, panel_w=3.4,
+    return panel_grid(prof, "sublayer", None, "quantity", {None: AT_POINT}, MOMENT_LABELS.get,
+                      "layer index $k$ (sub-layers)", bound="bound", sharey=False, col_order=qs, panel_w=3.4,
                       title=f"Hidden-state moments of trained {L}-block models (final step)")
 
 
@@ -212,7 +225,7 @@ def figure_depth(runs: pd.DataFrame):
     rows = runs.melt(id_vars=RUN_KEYS, value_vars=["scale_final", "shape_ratio"], var_name="quantity")
     df = add_variant(rows, runs)
     return panel_grid(df, "n_layer", "quantity", "dt",
-                      {"scale_final": "final top mean |x|", "shape_ratio": "x^K / x^(K/2)"},
+                      {"scale_final": r"final top mean $|x|$", "shape_ratio": r"$x^{(K)} / x^{(K/2)}$"},
                       lambda dt: f"dt = {dt:g}", "depth (blocks)", markers_only=True,
                       title="Depth: top-of-stream scale and shape of the profile (final step)")
 
@@ -230,9 +243,10 @@ def figure_backward(probes: pd.DataFrame, runs: pd.DataFrame):
     blocks = blocks.assign(row="block_grad_norm", sublayer=2 * blocks["layer"] + 2)
     df = add_variant(pd.concat([adj, blocks], ignore_index=True), runs)
     return panel_grid(df, "sublayer", "row", "dt",
-                      {"adjoint_ratio": "||p^(k)|| / ||p^(K)||", "block_grad_norm": "block gradient norm"},
-                      lambda dt: f"dt = {dt:g}", "layer index k",
-                      title=f"Backward stability, {L} blocks, final step (a block's gradient drawn at its last sub-layer)")
+                      {"adjoint_ratio": r"$\|p^{(k)}\| / \|p^{(K)}\|$", "block_grad_norm": "block gradient norm"},
+                      lambda dt: f"dt = {dt:g}", "layer index $k$",
+                      title=f"Backward stability, {L} blocks, final step\n(a block's gradient drawn at its last "
+                            "sub-layer; lines that overlap have equal values: table probes)")
 
 
 def plot_losses(metrics: pd.DataFrame, baselines: pd.DataFrame, unit: str, smooth: int = 25):
@@ -285,12 +299,13 @@ def figure_tightness(bounds: pd.DataFrame, runs: pd.DataFrame):
     slope = at_last_step(bounds[(bounds["n_layer"] == L) & (bounds["quantity"] == "branch_norm_max")])
     slope = slope.assign(value=slope["bound"], quantity="slope")[RUN_KEYS + ["sublayer", "quantity", "value"]]
     df = add_variant(pd.concat([inc, slope], ignore_index=True), runs)
-    labels = {"mean_abs": "mean |x|", "mean_norm": "mean ||x||", "var_entry": "entry-wise var.",
-              "var_data": "data-wise var.", "slope": "slope C_j"}
+    labels = {"mean_abs": r"mean $|x|$", "mean_norm": r"mean $\|x\|$", "var_entry": "entry-wise var.",
+              "var_data": "data-wise var.", "slope": "slope $C_j$"}
     return panel_grid(df[df["value"] > 0], "sublayer", "quantity", "dt", labels, lambda dt: f"dt = {dt:g}",
-                      "layer index k", panel_h=1.9, panel_w=3.4,
+                      "layer index $k$", panel_h=1.9, panel_w=3.4,
                       title=f"Bound tightness, {L} blocks, final step\nrows 1-4: increment ratio (1 = the bound's "
-                            "whole increment used); row 5: slope C_j, the bound on max_t ||branch_t||")
+                            "whole increment used); row 5: slope $C_j$, the bound on max$_t\\,\\|branch_t\\|$\n"
+                            "Post-LN has no rows: its forward bounds restate LN's normalisation (not checks)")
 
 
 def figure_scale(scale: pd.DataFrame, runs: pd.DataFrame):
@@ -300,7 +315,7 @@ def figure_scale(scale: pd.DataFrame, runs: pd.DataFrame):
     s = scale[scale["n_layer"] == L].melt(id_vars=RUN_KEYS + ["step"], value_vars=["top_mean_abs", "max_spectral_norm"],
                                           var_name="quantity")
     return panel_grid(add_variant(s, runs), "step", "quantity", "dt",
-                      {"top_mean_abs": "top mean |x|", "max_spectral_norm": "largest weight spectral norm"},
+                      {"top_mean_abs": r"top mean $|x|$", "max_spectral_norm": "largest weight spectral norm"},
                       lambda dt: f"dt = {dt:g}", "training step", title=f"Scale over training, {L} blocks")
 
 
@@ -319,9 +334,9 @@ def figure_screen(screen_sublayers: pd.DataFrame, screen_verdicts: pd.DataFrame)
     df.loc[df["row"] != "branch_norm_max", "slope_bound"] = np.nan
     df = df.assign(variant=df["architecture"].map(lambda a: label[a].replace("+", " ", 1)), kind="learned")
     return panel_grid(df, "sublayer", "row", "state",
-                      {"mean_norm": "mean ||x^(k)||", "branch_norm_max": "max_t ||branch_t||",
-                       "adjoint_over_top": "||p^(k)|| / ||p^(K)||"},
-                      lambda s: {"init": "at initialisation", "trained": "after training"}[s], "layer index k",
+                      {"mean_norm": r"mean $\|x^{(k)}\|$", "branch_norm_max": r"max$_t\,\|branch_t\|$",
+                       "adjoint_over_top": r"$\|p^{(k)}\| / \|p^{(K)}\|$"},
+                      lambda s: {"init": "at initialisation", "trained": "after training"}[s], "layer index $k$",
                       bound="slope_bound", sharey="row", col_order=["init", "trained"], panel_w=3.6,
                       title="Screen: the candidate against Pre-, Peri- and Post-LN at the same size")
 
@@ -329,21 +344,18 @@ def figure_screen(screen_sublayers: pd.DataFrame, screen_verdicts: pd.DataFrame)
 def figure_wasserstein(wasserstein: pd.DataFrame, runs: pd.DataFrame):
     """Figure 8: W_2(T#mu, T#nu) / W_2(mu, nu) of the flow x^(0) -> x^(K) against the relative
     scale of the noise that makes nu from mu, with the measured random-direction gain of the
-    flow's Jacobian ||J||_F / sqrt(T d) of the same model dashed (constant in the noise), and
-    below it the worst-direction gain ||J||_2; deepest trained models (the other-slice ratios
-    are in the table)."""
+    flow's Jacobian ||J||_F / sqrt(T d) of the same model dashed (constant in the noise);
+    deepest trained models. The worst-direction gain ||J||_2 does not depend on the noise: it
+    is a column of the table, as are the other-slice ratios."""
     L = _deepest_learned(runs)
     df = wasserstein[(wasserstein["n_layer"] == L) & wasserstein["noise_scale"].notna()]
-    df = df.drop(columns=["role", "learned"]).rename(columns={"rms_gain": "rms_bound"})
-    df = df.melt(id_vars=[c for c in df.columns if c not in ("ratio", "worst_gain")],
-                 value_vars=["ratio", "worst_gain"], var_name="row")
-    df.loc[df["row"] != "ratio", "rms_bound"] = np.nan
-    return panel_grid(add_variant(df, runs), "noise_scale", "row", "dt",
-                      {"ratio": "W2 ratio, output / input", "worst_gain": "||J||_2, worst direction"},
+    df = df.drop(columns=["role", "learned"]).rename(columns={"rms_gain": "rms_bound", "ratio": "value"})
+    return panel_grid(add_variant(df, runs), "noise_scale", None, "dt", {None: "$W_2$ ratio, output / input"},
                       lambda dt: f"dt = {dt:g}", "noise std / rms of the embeddings", logx=True, bound="rms_bound",
-                      bound_label="flow Jacobian gain, random direction (dashed; measured, not a bound)",
-                      title=f"Wasserstein sensitivity of the flow, {L} blocks, trained weights "
-                            "(dashed: ||J||_F / sqrt(T d), the flow Jacobian's random-direction gain)")
+                      bound_label=r"dashed: the flow Jacobian's random-direction gain $\|J\|_F / \sqrt{T d}$ "
+                                  "(measured, not a bound)", panel_h=2.8, panel_w=3.6,
+                      title=f"Wasserstein sensitivity of the flow, {L} blocks, trained weights\n"
+                            r"(worst-direction gain $\|J\|_2$: table wasserstein)")
 
 
 def figure_inspect(inspected: pd.DataFrame):
@@ -354,10 +366,10 @@ def figure_inspect(inspected: pd.DataFrame):
     df = inspected.assign(variant=inspected["placement"] + " " + inspected["name"], kind="learned")
     one_depth = df["n_layer"].nunique() == 1
     qs = ["mean_abs", "var_entry", "var_data", "dim_max_over_median"]
-    labels = {**MOMENT_LABELS, "dim_max_over_median": "max |x| of the top dimension\n/ that of the median one"}
+    labels = {**MOMENT_LABELS, "dim_max_over_median": "max $|x|$ of the top dimension\n/ that of the median one"}
     return panel_grid(df[df["quantity"].isin(qs)], "sublayer" if one_depth else "depth", None, "quantity",
-                      {None: "value at x^(k)"}, labels.get,
-                      "layer index k (sub-layers)" if one_depth else "depth k / K (sub-layers)", bound="bound",
+                      {None: AT_POINT}, labels.get,
+                      "layer index $k$ (sub-layers)" if one_depth else "depth $k / K$ (sub-layers)", bound="bound",
                       sharey=False, col_order=qs, panel_w=3.4, integer_x=one_depth,
                       title="Hidden-state moments of inspected checkpoints (lnstab inspect)")
 
