@@ -230,6 +230,27 @@ def gpu_section(results: Path) -> list[str]:
     return lines
 
 
+def breakdown_section(results: Path) -> list[str]:
+    """Where the default study's time goes, from benchmarks/breakdown.json (benchmarks/breakdown.py)."""
+    if not results.exists():
+        return ["Not measured: no `benchmarks/breakdown.json` (run the workflow, then `python benchmarks/breakdown.py`)."]
+    r = json.loads(results.read_text())
+    total = sum(v["seconds"] for v in r["rules"].values())
+    lines = [f"From the Snakemake log of one run of the default study (`{r['log']}`; {r['note'] or 'timed alone'}): "
+             f"the jobs' wall seconds per rule (two jobs run at once on 2 cores, so they add up to about twice the "
+             f"makespan of {r['makespan'] / 60:.1f} min).", "",
+             "| rule | jobs | job seconds | share |", "| --- | --- | --- | --- |"]
+    for rule, v in sorted(r["rules"].items(), key=lambda kv: -kv[1]["seconds"]):
+        lines.append(f"| {rule} | {v['jobs']} | {v['seconds']:.0f} | {100 * v['seconds'] / total:.1f}% |")
+    t, jobs = r["training"], sum(v["jobs"] for v in r["rules"].values())
+    lines += ["", f"Inside the {t['runs']} training runs (their own timers, summary.json): training steps "
+              f"{t['train_s']:.0f} s, evaluation {t['eval_s']:.0f} s, probes with bound rows and Jacobian estimates "
+              f"{t['probe_s']:.0f} s ({100 * t['probe_s'] / max(t['train_s'], 1e-9):.1f}% of the steps' time). "
+              f"Start-up of one job (a fresh Python importing torch and lnstab): {r['start_up_s']:.1f} s, "
+              f"{r['start_up_s'] * jobs:.0f} s over the {jobs} jobs."]
+    return lines
+
+
 def inspect_section(results: Path) -> list[str]:
     """The table of `lnstab inspect` at GPT-2's shapes, from benchmarks/inspect_results.json."""
     if not results.exists():
@@ -297,6 +318,7 @@ def write_doc(path: Path, rows, memory, dag, e2e):
               "about 10 s to every Snakemake start (`scontrol show config` waits for it);",
               "`scripts/slurm-up.sh` keeps its configuration private and `scripts/slurm-down.sh` removes it, so the",
               "numbers above were taken either with that controller up or with no slurm.conf."]
+    lines += ["", "## Where the default study's time goes", ""] + breakdown_section(ROOT / "benchmarks" / "breakdown.json")
     lines += ["", "## Inspecting a checkpoint", ""] + inspect_section(ROOT / "benchmarks" / "inspect_results.json")
     lines += ["", "## GPU", ""] + gpu_section(ROOT / "benchmarks" / "gpu_results.json")
     path.write_text("\n".join(lines) + "\n")

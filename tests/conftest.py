@@ -42,7 +42,7 @@ def smoke_config(tmp_path, **changes) -> Path:
     cfg["results"] = str(tmp_path / "results")
     cfg["figures"] = str(tmp_path / "figures")
     if "sweeps" in changes:  # the round trip's run is one of smoke.yaml's own grid
-        cfg["inspect"] = {}
+        cfg["inspect"] = {"roundtrip": None}  # (an empty mapping would merge with config.yaml's)
     cfg.update(changes)
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "smoke.yaml"

@@ -54,7 +54,7 @@ def check_forward(model, idx):
     return True
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(placement=st.sampled_from(PLACEMENTS),
        n_layer=st.sampled_from([1, 2, 3, 8, 24, 48]),
        dt=st.floats(1e-3, 1.0),
