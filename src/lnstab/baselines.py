@@ -42,3 +42,13 @@ def learned_status(final_val_loss: float | None, unigram: float, bigram: float) 
     if final_val_loss is None or not np.isfinite(final_val_loss):
         return False, True
     return bool(final_val_loss < bigram), bool(final_val_loss >= (1 - NOT_LEARNING_MARGIN) * unigram)
+
+
+def learned_line(name: str, val_loss: float | None, train: np.ndarray, val: np.ndarray, vocab_size: int) -> str:
+    """One line: whether a run beat its corpus's bigram baseline (one that did not has learned
+    less than a table of token pairs and tests nothing about trained models)."""
+    base = cross_entropies(train, val, vocab_size)
+    learned, _ = learned_status(val_loss, base["unigram_nats"], base["bigram_nats"])
+    return (f"{name}: {'learned' if learned else 'did NOT learn'}: validation loss "
+            f"{val_loss if val_loss is not None else float('nan'):.4f} against the corpus's bigram baseline "
+            f"{base['bigram_nats']:.4f}" + ("" if learned else " (a run above it tests nothing about trained models)"))

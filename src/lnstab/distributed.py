@@ -77,3 +77,21 @@ def from_environment(device_type: str) -> Group:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def data_parallel(model: torch.nn.Module, group: Group, device: torch.device):
+    """The model wrapped for training by DDP (gradients averaged over the ranks), or None on one
+    process; evaluation and probes, on rank 0 alone, go through the model itself."""
+    if not group.distributed:
+        return None
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def rank_micro_batches(x: torch.Tensor, y: torch.Tensor, group: Group, micro: int, device: torch.device):
+    """This rank's micro-batches of a step's global batch (x, y). Every rank draws the whole batch
+    from the same generator and keeps its own contiguous share, so the batch, and hence the
+    training, is the same whatever the number of ranks and micro-batches."""
+    share = x.shape[0] // group.world_size
+    x, y = x[group.rank * share:(group.rank + 1) * share], y[group.rank * share:(group.rank + 1) * share]
+    return [(x[i:i + micro].to(device), y[i:i + micro].to(device)) for i in range(0, share, micro)]

@@ -16,6 +16,7 @@ first failing rank's status (the other ranks are then stopped: they would wait f
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -96,3 +97,22 @@ def launch(module_args: list[str], processes: int, env: dict, stdout=None, stder
                 p.wait()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def catching_stop_signals(note):
+    """While training: a stop signal is passed to ``note(signum)``, which the loop acts on at the
+    end of its current step; one that arrived during start-up (EARLY_STOPS) is noted at once."""
+    def handler(signum, frame):
+        note(signum)
+    try:
+        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    except ValueError:  # not the main thread: signals cannot be caught here
+        previous = {}
+    if EARLY_STOPS:
+        note(EARLY_STOPS[-1])
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
