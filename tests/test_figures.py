@@ -80,3 +80,18 @@ def test_figure_draws_from_tables(tables, name, tmp_path):
     paths = save(fig, tmp_path / name)
     assert [p.read_bytes()[:4] for p in paths] == [b"\x89PNG", b"%PDF"]
     pyplot().close("all")
+
+
+def test_committed_figures_redraw_from_committed_tables(tmp_path, monkeypatch):
+    """make figures in a clone: every committed figure and the summary, drawn again from the
+    committed tables alone (no training, no Snakemake), byte-identical to the committed files."""
+    from conftest import ROOT
+    from lnstab.study import redraw
+
+    monkeypatch.chdir(ROOT)
+    written = redraw("config/config.yaml", into=tmp_path, verbose=False)
+    pngs = [p for p in written if p.suffix == ".png"]
+    assert len(pngs) == len(list((ROOT / "figures").glob("*.png"))) == len(FIGURES)
+    for p in pngs:
+        assert p.read_bytes() == (ROOT / "figures" / p.name).read_bytes(), p.name
+    assert (tmp_path / "results" / "summary.md").read_text() == (ROOT / "results" / "summary.md").read_text()

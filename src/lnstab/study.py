@@ -357,15 +357,20 @@ def left_out(config: dict) -> tuple[str, ...]:
     return out
 
 
-def redraw(config_path: str | Path = "config/config.yaml", verbose: bool = True) -> list[Path]:
+def redraw(config_path: str | Path = "config/config.yaml", into: str | Path | None = None,
+           verbose: bool = True) -> list[Path]:
     """Every figure and the summary of a study from its tables alone, without Snakemake and without
     a training job (``lnstab figures``, ``make figures``): the same function and inputs as the
-    workflow's figure and summary rules, so the files equal the workflow's byte for byte."""
+    workflow's figure and summary rules, so the files equal the workflow's byte for byte. With
+    ``into``, they go to into/figures/ and into/results/summary.md instead (to compare them)."""
     from .figures import FIGURES
 
     config, _ = load_study(config_path)
     results, figdir = str(config.get("results", "results")).rstrip("/"), config.get("figures", "figures")
     tables_dir = Path(results) / "tables"
+    summary_path = Path(results) / "summary.md"
+    if into is not None:
+        figdir, summary_path = Path(into) / "figures", Path(into) / "results" / "summary.md"
     skipped = left_out(config)
     needed = sorted({t for name, (_, ts) in FIGURES.items() if name not in skipped for t in ts}
                     | {n for n in SUMMARY_TABLES if n not in skipped})
@@ -381,8 +386,8 @@ def redraw(config_path: str | Path = "config/config.yaml", verbose: bool = True)
                              config.get("figure_style"))
         if verbose:
             print(f"{figdir}/{name}.png, .pdf ({time.perf_counter() - t0:.1f} s)", flush=True)
-    write_summary(tables_dir, figdir, config, Path(results) / "summary.md")
-    return paths + [Path(results) / "summary.md"]
+    write_summary(tables_dir, figdir, config, summary_path)
+    return paths + [summary_path]
 
 
 def write_summary(tables_dir, figdir, config: dict, out) -> None:

@@ -97,7 +97,11 @@ def make_optimizer(model: GPT, cfg: RunConfig, device: torch.device) -> torch.op
             if ps:  # gains and biases are not decayed
                 groups.append({"params": ps, "weight_decay": t.weight_decay / k if matrices else 0.0,
                                "lr_scale": k, "eps": 1e-8 / k})
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")
+    # CUDA: the fused kernel; CPU: one update over each group's tensors at once (foreach), the
+    # per-parameter loop's arithmetic in the same order (byte-identical runs), with fewer
+    # Python-level operations: most of a small model's step (docs/benchmarks.md)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda",
+                             foreach=device.type != "cuda")
 
 
 def probe_batch(cfg: RunConfig, corpus) -> tuple[torch.Tensor, torch.Tensor]:
