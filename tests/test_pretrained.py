@@ -1,6 +1,7 @@
 """Pretrained checkpoints: GPT-2 of transformers loaded into lnstab's GPT, and ``lnstab inspect``,
 on tiny randomly initialised models saved with save_pretrained (nothing is downloaded)."""
 import json
+import math
 import subprocess
 import sys
 
@@ -297,3 +298,23 @@ def test_a_round_trip_that_differs_is_an_error(trained_pre_run, tmp_path):
     probes.to_csv(copy / "probes.csv", index=False)
     with pytest.raises(ConfigError, match="differs from run"):
         inspect_run(copy, meta, tmp_path / "inspected")
+
+
+def test_a_stream_that_overflows_in_bfloat16_is_reported_with_its_layer(tmp_path):
+    """A Llama whose second layer's MLP output is beyond bfloat16's range: inspect in
+    bfloat16 ends with the stream reported non-finite from that layer's MLP point on (x^(4)),
+    the tables written, no traceback, and the points before it finite."""
+    model = _save_family("llama", tmp_path / "model")
+    with torch.no_grad():
+        model.model.layers[1].mlp.up_proj.weight.fill_(1e20)  # each finite in bfloat16, their product is not
+        model.model.layers[1].mlp.down_proj.weight.fill_(1e20)
+    model.save_pretrained(tmp_path / "model")
+    res = cli("inspect", str(tmp_path / "model"), "--tokens", "16", "--batch", "2", "--dtype", "bfloat16",
+              "--out", str(tmp_path / "out"))
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (s["finite"], s["first_nonfinite_sublayer"], s["dtype"]) == (False, 4, "bfloat16")
+    assert "NOT finite from x^(4) on" in res.stderr
+    probes = pd.read_csv(tmp_path / "out" / "probes.csv")
+    before = probes[(probes["quantity"] == "mean_norm") & (probes["sublayer"] < 4)]["value"]
+    assert len(before) == 4 and before.map(math.isfinite).all()
