@@ -287,14 +287,16 @@ def inspect_section(results: Path) -> list[str]:
              "initialised GPT-2 checkpoint of each shape (saved by transformers' `save_pretrained`; no download), "
              "in a fresh process: loading, one forward and backward pass of the language-model loss with every "
              "probe, and the bound rows (float32; Jacobian estimates off).", "",
-             "| shape | parameters (M) | sequences x tokens | dtype | wall (s) | peak RSS (GiB) | bound checks | violations | largest ratio |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| shape | parameters (M) | sequences x tokens | dtype | memory estimated before (GB) | wall (s) | peak RSS (GiB) | bound checks | violations | largest ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for t in r["rows"]:
         head = f"| {t['shape']} ({t['blocks']} x {t['width']}) |"
+        est = f"{t['estimate_gb']:.1f}" if "estimate_gb" in t else ""
         if "error" in t:
-            lines.append(f"{head} | {t['batch']} x {t['tokens']} | {t['dtype']} | refused: {t['error']} | | | | |")
+            lines.append(f"{head} | {t['batch']} x {t['tokens']} | {t['dtype']} | {est} | refused before the pass: "
+                         f"{t['error'].replace('|', '/')} | | | | |")
             continue
-        lines.append(f"{head} {t['n_params'] / 1e6:,.0f} | {t['batch']} x {t['tokens']} | {t['dtype']} | "
+        lines.append(f"{head} {t['n_params'] / 1e6:,.0f} | {t['batch']} x {t['tokens']} | {t['dtype']} | {est} | "
                      f"{t['wall_s']:.0f} | {t['peak_rss_gib']:.1f} | {t['bound_checks']} | {t['bound_violations']} | "
                      f"{t['max_ratio']:.3g} |")
     return lines

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -46,11 +47,13 @@ def inspect_in_fresh_process(folder: Path, out: Path, tokens: int, batch: int) -
                           "--batch", str(batch), "--out", str(out)], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     wall = time.perf_counter() - t0
+    need = re.search(r"need about ([\d.]+) GB", res.stderr)
+    estimate = {"estimate_gb": float(need.group(1))} if need else {}
     if res.returncode != 0:
         return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}",
-                "wall_s": wall}
+                "wall_s": wall, **estimate}
     s = json.loads((out / "summary.json").read_text())
-    return {"wall_s": wall, "seconds": s["seconds"], "peak_rss_gib": s["peak_rss_bytes"] / 2**30,
+    return {"wall_s": wall, **estimate, "seconds": s["seconds"], "peak_rss_gib": s["peak_rss_bytes"] / 2**30,
             "n_params": s["n_params"], "bound_checks": s["bound_checks"], "bound_violations": s["bound_violations"],
             "max_ratio": s["max_ratio"], "finite": s["finite"], "stderr": res.stderr.strip().splitlines()[-3:]}
 
@@ -72,16 +75,20 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / name
             init_s = save_random_gpt2(folder, *SHAPES[name])
-            row = {"shape": name, "blocks": SHAPES[name][0], "width": SHAPES[name][1], "tokens": args.tokens,
-                   "batch": args.batch, "dtype": "float32", "init_and_save_s": init_s,
-                   **inspect_in_fresh_process(folder, Path(tmp) / "out", args.tokens, args.batch)}
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+            batch = args.batch
+            while batch:  # a refusal names the batch that fits: measure that one too
+                row = {"shape": name, "blocks": SHAPES[name][0], "width": SHAPES[name][1], "tokens": args.tokens,
+                       "batch": batch, "dtype": "float32", "init_and_save_s": init_s,
+                       **inspect_in_fresh_process(folder, Path(tmp) / f"out{batch}", args.tokens, batch)}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+                fits = re.search(r"try --batch (\d+)", row.get("error", ""))
+                batch = int(fits.group(1)) if fits else 0
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
                          f"({torch.backends.cpu.get_cpu_capability()})", "rows": rows}
     if not args.local_check:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    return 0 if all("error" not in r for r in rows) else 1
+    return 0 if all("error" not in r or "try --batch" in r["error"] for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -61,7 +61,13 @@ def test_tables_are_written_in_their_formats(tmp_path):
     assert "nan" not in md and "nan" not in tex
     assert pd.read_csv(tmp_path / "claims.csv")["numbers"].iloc[0] == "x" * 300
     assert table_files("r", ["claims"]) == ["r/tables/claims.csv", "r/tables/claims.md", "r/tables/claims.tex"]
-    assert set(TABLES["probes"]) == {"csv"}
+    assert set(TABLES["probes"]) == {"csv.gz"}
+    # a long table: gzipped CSV whose bytes depend on its rows only (no time stamp or name inside)
+    import gzip
+
+    first = write_table(df, tmp_path / "a" / "probes")[0].read_bytes()
+    second = write_table(df, tmp_path / "b" / "probes")[0].read_bytes()
+    assert first == second and gzip.decompress(first).decode() == (tmp_path / "claims.csv").read_text()
 
 
 def test_summary_page_has_baselines_losses_claims_and_the_caveat():

@@ -79,8 +79,9 @@ def test_smoke_study_on_slurm_equals_local(slurm_cluster, smoke_local, tmp_path)
     assert res.returncode == 0, res.stderr[-5000:]
     runs = pd.read_csv(tmp_path / "results" / "tables" / "runs.csv")
     jobs = slurm_job_ids(res.stdout + res.stderr)
-    # every training run and every run's Wasserstein sensitivity, the corpus and the screen were SLURM jobs
-    assert len(set(jobs)) == 2 * len(runs) + 2
+    # every training run and every run's Wasserstein sensitivity, the corpus, the screen and the
+    # round-trip inspection were SLURM jobs
+    assert len(set(jobs)) == 2 * len(runs) + 3
     for t in TABLES:
         assert (tmp_path / "results" / "tables" / t).read_bytes() == \
             (local_dir / "results" / "tables" / t).read_bytes(), t

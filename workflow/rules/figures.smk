@@ -31,7 +31,7 @@ for _fig, (_, _tables) in FIGURES.items():
             CONDA_ENV
         params:
             figure=_fig,
-            style=FIGURE_STYLE,
+            style=lambda wc, input: input.style,
         script:
             "../scripts/make_figure.py"
 
