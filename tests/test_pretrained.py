@@ -227,11 +227,12 @@ def test_a_batch_beyond_the_memory_is_refused_with_what_fits(tmp_path, monkeypat
     n = sum(p.numel() for p in model.parameters())
     need = [pretrained.bytes_needed(config, n, b, 32, "float32") for b in (1, 2, 3)]
     assert need[0] < need[1] < need[2]
-    monkeypatch.setattr(pretrained, "available_bytes", lambda: (need[1] + need[2]) / 2)  # two fit, not three
+    loaded = 4 * n  # the float32 weights, in memory when the check runs (no longer available)
+    monkeypatch.setattr(pretrained, "available_bytes", lambda: (need[1] + need[2]) / 2 - loaded)  # two fit, not three
     with pytest.raises(ConfigError, match="--batch 2"):
         pretrained.inspect(tmp_path / "model", tmp_path / "out", tokens=32, batch=4, verbose=False)
     assert not (tmp_path / "out").exists()
-    monkeypatch.setattr(pretrained, "available_bytes", lambda: 0.9 * need[0])
+    monkeypatch.setattr(pretrained, "available_bytes", lambda: 0.9 * need[0] - loaded)
     with pytest.raises(ConfigError, match="fewer --tokens"):
         pretrained.inspect(tmp_path / "model", tmp_path / "out", tokens=32, batch=4, verbose=False)
 

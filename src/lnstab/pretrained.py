@@ -341,15 +341,19 @@ def _sequences(folder: Path, hf_config, text: str | None, tokens: int, batch: in
 
 def check_memory(hf_config, n_params: int, batch: int, tokens: int, dtype: str, say) -> None:
     """One line with the bytes a forward and backward pass needs; a ConfigError naming a batch or
-    dtype that fits when they exceed the memory available."""
+    dtype that fits when they exceed the memory available. It runs with the weights loaded: they
+    are counted in the need and are no longer in what is available."""
+    loaded = DTYPES[dtype].itemsize * n_params
     need, have = bytes_needed(hf_config, n_params, batch, tokens, dtype), available_bytes()
-    say(f"{batch} x {tokens} tokens in {dtype} need about {need / 1e9:.1f} GB (weights, gradients, activations) "
-        f"of {have / 1e9:.1f} GB available")
-    if need > have:
-        fits = [b for b in range(batch - 1, 0, -1) if bytes_needed(hf_config, n_params, b, tokens, dtype) <= have]
+    say(f"{batch} x {tokens} tokens in {dtype} need about {need / 1e9:.1f} GB (weights, gradients, activations); "
+        f"with the weights loaded ({loaded / 1e9:.1f} GB), {(need - loaded) / 1e9:.1f} GB more of "
+        f"{have / 1e9:.1f} GB available")
+    if need - loaded > have:
+        fits = [b for b in range(batch - 1, 0, -1)
+                if bytes_needed(hf_config, n_params, b, tokens, dtype) - loaded <= have]
         hint = f"--batch {fits[0]}" if fits else f"fewer --tokens{'' if dtype == 'bfloat16' else ' or --dtype bfloat16'}"
         raise ConfigError(f"{batch} x {tokens} tokens in {dtype} need about {need / 1e9:.1f} GB, "
-                          f"{have / 1e9:.1f} GB are available: try {hint}")
+                          f"{(have + loaded) / 1e9:.1f} GB are available: try {hint}")
 
 
 def peak_rss_bytes() -> int:
