@@ -70,7 +70,7 @@ def smoke_local(tmp_path_factory):
     return tmp_path, cfg_path
 
 
-# the files of the longest tests first: with one file per xdist worker (pyproject.toml), the two
+# the files of the longest tests first: with one file per xdist worker (pyproject.toml), the
 # workers then finish together instead of one waiting out the SLURM tests alone
 LONGEST_FIRST = ("test_slurm.py", "test_tampering.py", "test_workflow.py", "test_pretrained.py")
 

@@ -140,9 +140,12 @@ FAMILY_MODELS = {  # model type: (config class, model class, arguments, placemen
     "llama": ("LlamaConfig", "LlamaForCausalLM", {**SMALL, "num_key_value_heads": 2}, "pre", "rmsnorm"),
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {**SMALL, "num_key_value_heads": 2}, "pre", "rmsnorm"),
     "mistral": ("MistralConfig", "MistralForCausalLM", {**SMALL, "num_key_value_heads": 2}, "pre", "rmsnorm"),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {**SMALL, "num_key_value_heads": 2, "head_dim": 8}, "pre", "rmsnorm"),
     "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", {**SMALL, "num_key_value_heads": 2}, "output", "rmsnorm"),
     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {**SMALL, "num_key_value_heads": 2, "head_dim": 8}, "peri",
                "rmsnorm"),
+    "gemma3_text": ("Gemma3TextConfig", "Gemma3ForCausalLM", {**SMALL, "num_key_value_heads": 2, "head_dim": 8},
+                    "peri", "rmsnorm"),
     "opt": ("OPTConfig", "OPTForCausalLM", {"vocab_size": GPT2_VOCAB, "hidden_size": 32, "ffn_dim": 64,
                                              "num_hidden_layers": 3, "num_attention_heads": 4,
                                              "max_position_embeddings": 64, "word_embed_proj_dim": 32}, "pre",
@@ -192,7 +195,7 @@ def test_a_family_is_detected_and_its_stream_is_transformers_own(tmp_path, name)
     assert len(pd.read_csv(tmp_path / "out" / "bounds.csv")) == 0  # no bound is proven for hooked families
 
 
-@pytest.mark.parametrize("name", ["llama", "olmo2", "gemma2"])
+@pytest.mark.parametrize("name", ["llama", "olmo2", "gemma2", "gemma3_text"])
 def test_sub_layer_points_are_the_familys_equations(tmp_path, name):
     """x^(2i+2) - x^(2i+1) is the MLP sub-layer's term: mlp(norm(h)) for Pre-LN, norm(mlp(h)) for
     OLMo 2's output norm, post(mlp(pre(h))) for Gemma's Peri-LN."""
@@ -205,9 +208,10 @@ def test_sub_layer_points_are_the_familys_equations(tmp_path, name):
     with torch.no_grad():
         for i, layer in enumerate(model.model.layers):
             h = hidden[2 * i + 1]
+            peri = lambda: layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))  # noqa: E731
             term = {"llama": lambda: layer.mlp(layer.post_attention_layernorm(h)),
                     "olmo2": lambda: layer.post_feedforward_layernorm(layer.mlp(h)),
-                    "gemma2": lambda: layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))}[name]()
+                    "gemma2": peri, "gemma3_text": peri}[name]()
             torch.testing.assert_close(hidden[2 * i + 2] - h, term, rtol=1e-5, atol=1e-5)
 
 
