@@ -49,9 +49,11 @@ def inspect_in_fresh_process(folder: Path, out: Path, tokens: int, batch: int) -
     wall = time.perf_counter() - t0
     need = re.search(r"need about ([\d.]+) GB", res.stderr)
     estimate = {"estimate_gb": float(need.group(1))} if need else {}
-    if res.returncode != 0:
-        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}",
-                "wall_s": wall, **estimate}
+    if res.returncode != 0:  # killed by a signal (the kernel's OOM killer): no line of its own
+        last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
+        error = last if last.startswith("lnstab") else f"killed by signal {-res.returncode}" if res.returncode < 0 \
+            else f"exit {res.returncode}"
+        return {"error": error, "wall_s": wall, **estimate}
     s = json.loads((out / "summary.json").read_text())
     return {"wall_s": wall, **estimate, "seconds": s["seconds"], "peak_rss_gib": s["peak_rss_bytes"] / 2**30,
             "n_params": s["n_params"], "bound_checks": s["bound_checks"], "bound_violations": s["bound_violations"],
@@ -64,6 +66,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--local-check", action="store_true", help="the tiny shape, 2 x 64 tokens, nothing written")
+    ap.add_argument("--append", action="store_true", help="add the rows to those already in --out")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "inspect_results.json"))
     args = ap.parse_args()
     if args.local_check:
@@ -86,6 +89,8 @@ def main():
                 batch = int(fits.group(1)) if fits else 0
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
                          f"({torch.backends.cpu.get_cpu_capability()})", "rows": rows}
+    if args.append and Path(args.out).exists():
+        result["rows"] = json.loads(Path(args.out).read_text())["rows"] + rows
     if not args.local_check:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0 if all("error" not in r or "try --batch" in r["error"] for r in rows) else 1

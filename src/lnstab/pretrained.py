@@ -77,7 +77,7 @@ def from_gpt2(hf_model):
         if hf_key not in hf_state:
             raise ConfigError(f"GPT-2 checkpoint: weight {hf_key} is missing")
         t = hf_state[hf_key]
-        state[key] = t.t().contiguous() if transposed else t
+        state[key] = t.t() if transposed else t  # a view: load_state_dict copies it (no third copy of the weights)
     state["lm_head.weight"] = state["wte.weight"]  # tied, as in GPT-2
     model.load_state_dict(state, strict=True)
     return model
