@@ -293,12 +293,17 @@ def inspect_section(results: Path) -> list[str]:
         head = f"| {t['shape']} ({t['blocks']} x {t['width']}) |"
         est = f"{t['estimate_gb']:.1f}" if "estimate_gb" in t else ""
         if "error" in t:
-            lines.append(f"{head} | {t['batch']} x {t['tokens']} | {t['dtype']} | {est} | refused before the pass: "
+            what = "died: " if t["error"].startswith("killed") else "refused before the pass: "
+            lines.append(f"{head} | {t['batch']} x {t['tokens']} | {t['dtype']} | {est} | {what}"
                          f"{t['error'].replace('|', '/')} | | | | |")
             continue
         lines.append(f"{head} {t['n_params'] / 1e6:,.0f} | {t['batch']} x {t['tokens']} | {t['dtype']} | {est} | "
                      f"{t['wall_s']:.0f} | {t['peak_rss_gib']:.1f} | {t['bound_checks']} | {t['bound_violations']} | "
                      f"{t['max_ratio']:.3g} |")
+    lines += ["", "The estimate (`lnstab.pretrained.bytes_needed`: weights, gradients, and the activations "
+              "lnstab.plan counts for a Pre-LN block) is low where it was measured: gpt2's shape peaked above it, "
+              "and gpt2-xl's passes it admitted at 1 sequence died at about 24 GB. The gpt2-xl shape does not fit "
+              "this 24 GiB machine in float32 at 512 tokens or more; what does is not yet measured."]
     return lines
 
 
