@@ -67,16 +67,17 @@ def manifest(study: Path) -> dict[str, str]:
     return {os.path.relpath(name, study): digest for digest, _, name in (l.partition("  ") for l in lines)}
 
 
-def test_smoke_study_on_slurm_equals_local(slurm_cluster, smoke_local, tmp_path):
+def test_smoke_study_on_slurm_equals_local(slurm_cluster, request, tmp_path):
     """The smoke study twice from scratch, once on SLURM and once locally: the determinism check
     (make determinism) on the smoke study. Every table and figure and the summary in the
     manifest are byte-identical, and so are the long tables left out of it."""
-    local_dir, _ = smoke_local
     cfg_path = smoke_config(tmp_path)
     t0 = time.time()
     res = snakemake("all", *SLURM_ARGS, "--configfile", str(cfg_path))
     print(f"SLURM smoke run: {time.time() - t0:.0f} s")
     assert res.returncode == 0, res.stderr[-5000:]
+    # the local run only now: another worker builds it meanwhile (tests/conftest.py, smoke_local)
+    local_dir, _ = request.getfixturevalue("smoke_local")
     runs = pd.read_csv(tmp_path / "results" / "tables" / "runs.csv")
     jobs = slurm_job_ids(res.stdout + res.stderr)
     # every training run and every run's Wasserstein sensitivity, the corpus, the screen and the
