@@ -126,6 +126,18 @@ def test_text_shorter_than_the_batch_is_one_line(tmp_path):
     assert res.returncode == 2 and "the text has" in res.stderr and "Traceback" not in res.stderr, res.stderr
 
 
+@pytest.mark.parametrize("save", [{"max_shard_size": "200KB"}, {"safe_serialization": False}],
+                         ids=["safetensors-shards", "pytorch_model.bin"])
+def test_gpt2_weights_load_from_shards_and_bin_files(tmp_path, save):
+    hf = tiny_gpt2(seed=6)
+    hf.save_pretrained(tmp_path / "m", **save)
+    ours, _ = load_checkpoint(tmp_path / "m")
+    want = from_gpt2(hf).state_dict()
+    got = ours.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert ours.lm_head.weight is ours.wte.weight and all(p.requires_grad for p in ours.parameters())
+
+
 def test_load_checkpoint_reads_the_folder_it_was_given(tmp_path):
     hf = tiny_gpt2(seed=5)
     hf.save_pretrained(tmp_path / "m")
@@ -231,7 +243,7 @@ def test_a_batch_beyond_the_memory_is_refused_with_what_fits(tmp_path, monkeypat
     n = sum(p.numel() for p in model.parameters())
     need = [pretrained.bytes_needed(config, n, b, 32, "float32") for b in (1, 2, 3)]
     assert need[0] < need[1] < need[2]
-    loaded = 4 * n  # the float32 weights, in memory when the check runs (no longer available)
+    loaded = pretrained.RUNTIME_BYTES + 4 * n  # the interpreter and float32 weights, in memory when the check runs
     monkeypatch.setattr(pretrained, "available_bytes", lambda: (need[1] + need[2]) / 2 - loaded)  # two fit, not three
     with pytest.raises(ConfigError, match="--batch 2"):
         pretrained.inspect(tmp_path / "model", tmp_path / "out", tokens=32, batch=4, verbose=False)

@@ -66,6 +66,32 @@ def test_probe_leaves_grads_and_rng_alone():
     assert torch.equal(state, torch.get_rng_state())
 
 
+@pytest.mark.parametrize("placement", ["pre", "peri", "post", "none", "output", "mix", "deepnorm"])
+def test_a_backward_by_sub_layer_is_the_backward_pass_bit_for_bit(placement):
+    """The recomputing pass (inspect's, for GPT-2 XL in 24 GiB) gives every row of the probe exactly,
+    gradient norms of the tied embedding and adjoints included, and leaves no gradient behind."""
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(placement=placement, norm="rmsnorm" if placement == "output" else "layernorm", dt=0.5,
+                            n_layer=3, n_head=2, d_model=16, block_size=8, vocab_size=11))
+    idx, y = torch.randint(0, 11, (3, 8)), torch.randint(0, 11, (3, 8))
+    full, lean = probe(model, idx, y, 4), probe(model, idx, y, 4, recompute=True)
+    key = lambda r: (r["point"], r["layer"], r["sublayer"], r["quantity"])  # noqa: E731
+    assert {key(r): r["value"] for r in lean["rows"]} == {key(r): r["value"] for r in full["rows"]}
+    assert lean["loss"] == full["loss"] and all(p.grad is None for p in model.parameters())
+
+
+def test_spectral_norms_and_moments_in_chunks_are_the_same(monkeypatch):
+    """Big checkpoints stack a few tensors at a time (probes.STACK_BYTES): the values do not move."""
+    import lnstab.probes as probes
+
+    torch.manual_seed(4)
+    mats, xs = [torch.randn(24, 40) for _ in range(5)], [torch.randn(6, 40) for _ in range(5)]
+    whole, m_whole = spectral_norms(mats), probes.stacked_moments(xs)
+    monkeypatch.setattr(probes, "STACK_BYTES", 2 * 8 * 24 * 40)  # two at a time
+    assert spectral_norms(mats) == pytest.approx(whole, rel=1e-14)
+    assert probes.stacked_moments(xs) == [pytest.approx(m, rel=1e-14) for m in m_whole]
+
+
 def exact_block_norms(fn, x):
     """Norm of the full Jacobian of fn at x (all sequences together), by SVD."""
     J = torch.autograd.functional.jacobian(fn, x).reshape(x.numel(), x.numel())

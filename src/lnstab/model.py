@@ -160,6 +160,11 @@ class Block(nn.Module):
         return self.mlp(self.attn(x))
 
 
+def lm_loss(logits, targets):
+    """The language-model loss: mean cross-entropy over every token, in float32."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+
+
 class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig, residual: type = Residual):
         super().__init__()
@@ -240,10 +245,7 @@ class GPT(nn.Module):
             if hidden is not None:
                 hidden.append(x)
         logits = self.head(x)
-        if targets is None:
-            return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
-        return logits, loss
+        return logits, (None if targets is None else lm_loss(logits, targets))
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()

@@ -24,6 +24,7 @@ import torch
 
 from .bounds import bound_rows
 from .config import MEASURED_ONLY_PLACEMENTS, ConfigError, ModelConfig
+from .model import lm_loss
 from .io import write_csv, write_json
 from .probes import probe
 from .runfolder import BOUND_COLUMNS, PROBE_COLUMNS
@@ -64,23 +65,67 @@ def gpt2_key_map(n_layer: int) -> dict[str, tuple[str, bool]]:
     return keys
 
 
+def gpt2_from_tensors(hf_config, tensors) -> "GPT":
+    """lnstab's GPT of a GPT-2 config with the weights of ``tensors``, pairs (transformers' key,
+    tensor) taken one at a time: the model is built without memory (meta device) and each weight
+    moved in as it comes, so loading holds one copy of the weights and one tensor more. Keys with
+    or without the ``transformer.`` prefix (GPT2LMHeadModel or GPT2Model); attention's causal-mask
+    buffers of older checkpoints and the tied head are skipped. A ConfigError for a missing weight
+    or one whose shape is not the config's."""
+    from .model import GPT
+
+    cfg = gpt2_model_config(hf_config)
+    if not getattr(hf_config, "tie_word_embeddings", True):
+        raise ConfigError("a GPT-2 with an untied head (tie_word_embeddings false) is not lnstab's GPT")
+    with torch.device("meta"):
+        model = GPT(cfg)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    keys, state = gpt2_key_map(cfg.n_layer), {}
+    for hf_key, t in tensors:
+        name = hf_key if hf_key.startswith(("transformer.", "lm_head.")) else f"transformer.{hf_key}"
+        if name not in keys:
+            continue  # the tied head, causal-mask buffers
+        key, transposed = keys[name]
+        t = t.t() if transposed else t
+        if t.shape != shapes[key]:
+            raise ConfigError(f"its weights do not load as its config says ({hf_key}: shape {tuple(t.shape)}, "
+                              f"the config's {tuple(shapes[key])})")
+        state[key] = t.to(torch.float32).contiguous()  # a copy only where transposed or not float32
+    missing = [hf for hf, (key, _) in keys.items() if key not in state]
+    if missing:
+        raise ConfigError(f"GPT-2 checkpoint: weight {missing[0]} is missing ({len(missing)} in all)")
+    state["lm_head.weight"] = state["wte.weight"]
+    model.load_state_dict(state, strict=True, assign=True)
+    model.lm_head.weight = model.wte.weight  # tied, as in GPT-2 (assign gave the head its own Parameter)
+    return model
+
+
 def from_gpt2(hf_model):
     """lnstab's GPT with the weights of a transformers GPT2LMHeadModel (its output equals the
     original's up to the order of floating-point operations)."""
-    from .model import GPT
+    return gpt2_from_tensors(hf_model.config, ((k, v.detach().clone()) for k, v in hf_model.state_dict().items()))
 
-    cfg = gpt2_model_config(hf_model.config)
-    model = GPT(cfg)
-    hf_state = hf_model.state_dict()
-    state = {}
-    for hf_key, (key, transposed) in gpt2_key_map(cfg.n_layer).items():
-        if hf_key not in hf_state:
-            raise ConfigError(f"GPT-2 checkpoint: weight {hf_key} is missing")
-        t = hf_state[hf_key]
-        state[key] = t.t() if transposed else t  # a view: load_state_dict copies it (no third copy of the weights)
-    state["lm_head.weight"] = state["wte.weight"]  # tied, as in GPT-2
-    model.load_state_dict(state, strict=True)
-    return model
+
+def weight_tensors(folder: Path):
+    """(key, tensor) of every weight of a save_pretrained folder, read one tensor at a time:
+    safetensors (one file or shards) or else pytorch_model.bin (memory-mapped)."""
+    def shards(single: str, index: str) -> list[Path]:
+        if (folder / index).is_file():
+            return [folder / f for f in sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))]
+        return [folder / single] if (folder / single).is_file() else []
+
+    if files := shards("model.safetensors", "model.safetensors.index.json"):
+        from safetensors import safe_open
+
+        for f in files:
+            with safe_open(f, "pt") as st:
+                for key in st.keys():
+                    yield key, st.get_tensor(key)
+    elif files := shards("pytorch_model.bin", "pytorch_model.bin.index.json"):
+        for f in files:
+            yield from torch.load(f, map_location="cpu", mmap=True, weights_only=True).items()
+    else:
+        raise ConfigError(f"{folder}: no weights (model.safetensors or pytorch_model.bin)")
 
 
 def to_gpt2(model):
@@ -197,12 +242,14 @@ def probe_hooked(hf_model, layers_path: str, mid, x: torch.Tensor, y: torch.Tens
     from .probes import stacked_moments, stream_rows
 
     stream, handles = hooked_stream(hf_model, layers_path, mid)
+    # the weights hold no gradient (load_checkpoint): the stream enters autograd at the embeddings
+    handles.append(hf_model.get_input_embeddings().register_forward_hook(lambda m, a, out: out.requires_grad_()))
     try:
         logits = hf_model(input_ids=x).logits
     finally:
         for h in handles:
             h.remove()
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+    loss = lm_loss(logits, y)
     adjoints = torch.autograd.grad(loss, stream)
     hidden = [h.detach().float() for h in stream]
     step = 1 if mid is not None else 2  # a parallel block is one step: its points are x^(2i)
@@ -251,7 +298,7 @@ def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32):
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{folder}: no config.json (not a folder written by save_pretrained)")
     try:
-        from transformers import AutoConfig, AutoModelForCausalLM, GPT2LMHeadModel
+        from transformers import AutoConfig, AutoModelForCausalLM
     except ImportError:
         raise ConfigError("lnstab inspect needs transformers (pip install -e '.[hf]')") from None
     hf_config = AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -261,12 +308,18 @@ def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32):
     if not gpt2:
         family(hf_config)  # an unsupported architecture stops here, naming the supported ones
     try:
-        cls = GPT2LMHeadModel if gpt2 else AutoModelForCausalLM
-        hf_model = cls.from_pretrained(folder, local_files_only=True, dtype=dtype).eval()
+        if gpt2:  # straight from the weights file into lnstab's GPT: one copy of the weights in memory
+            return gpt2_from_tensors(hf_config, weight_tensors(folder)), hf_config
+        hf_model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype).eval()
+    except ConfigError as e:
+        raise ConfigError(f"{folder}: {e}") from None
     except Exception as e:  # shapes that do not match the config, a damaged weights file
         raise ConfigError(f"{folder}: its weights do not load as its config says "
                           f"({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
-    return (from_gpt2(hf_model) if gpt2 else hf_model), hf_config
+    # only the stream's gradients are measured: weights without gradients keep autograd from
+    # saving the activations their gradients would need
+    hf_model.requires_grad_(False)
+    return hf_model, hf_config
 
 
 def tokens_for(folder: Path, vocab_size: int, text: str) -> torch.Tensor:
@@ -302,20 +355,31 @@ def default_text() -> str:
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+# the interpreter with torch, pandas and transformers imported (measured: 0.28 GB), with margin
+RUNTIME_BYTES = 0.5e9
+
+
 def bytes_needed(hf_config, n_params: int, batch: int, tokens: int, dtype: str) -> float:
-    """Weights and their gradients, and the activations autograd keeps for one forward and
-    backward pass (lnstab.plan's per-block count for a Pre-LN block of this width; the logits
-    and their gradient in float32)."""
+    """Peak bytes of ``inspect``'s pass: the interpreter; the weights; the logits, their
+    log-softmax and its gradient (float32). The GPT-2 family is differentiated one sub-layer at a
+    time (``probes.backward_by_sublayer``): the stream x^(0..2L) in float32, one block's
+    activations (lnstab.plan's count), the tied embedding's gradient and the float64 stacks of the
+    batched reductions (``probes.STACK_BYTES``, a few at once). A hooked family keeps every
+    layer's activations for the stream's gradients (its weights have none)."""
     from .plan import block_activation_bytes
+    from .probes import STACK_BYTES
 
     size = DTYPES[dtype].itemsize
-    d, L = hf_config.hidden_size, hf_config.num_hidden_layers
-    per_token = L * block_activation_bytes("pre", d, hf_config.num_attention_heads,
-                                           "bf16" if dtype == "bfloat16" else "fp32")
+    d, L, V = hf_config.hidden_size, hf_config.num_hidden_layers, hf_config.vocab_size
+    n = batch * tokens
+    block = block_activation_bytes("pre", d, hf_config.num_attention_heads, "bf16" if dtype == "bfloat16" else "fp32")
     width = getattr(hf_config, "intermediate_size", None) or 4 * d
-    per_token *= max(1.0, width / (4 * d))  # an MLP wider than GPT-2's 4d keeps more
-    per_token += 2 * 4 * hf_config.vocab_size + 4 * d * (2 * L + 1)  # logits and their gradient; the stream
-    return 2 * size * n_params + batch * tokens * per_token
+    block *= max(1.0, width / (4 * d))  # an MLP wider than GPT-2's 4d keeps more
+    logits = 3 * 4 * V * n
+    if hf_config.model_type == "gpt2":
+        stream = 4 * d * (2 * L + 1) * n
+        return RUNTIME_BYTES + 4 * n_params + logits + stream + block * n + 4 * V * d + 4 * STACK_BYTES
+    return RUNTIME_BYTES + size * n_params + logits + L * block * n + 4 * d * (2 * L + 1) * n
 
 
 def available_bytes() -> float:
@@ -343,15 +407,16 @@ def check_memory(hf_config, n_params: int, batch: int, tokens: int, dtype: str, 
     """One line with the bytes a forward and backward pass needs; a ConfigError naming a batch or
     dtype that fits when they exceed the memory available. It runs with the weights loaded: they
     are counted in the need and are no longer in what is available."""
-    loaded = DTYPES[dtype].itemsize * n_params
+    loaded = RUNTIME_BYTES + (4 if hf_config.model_type == "gpt2" else DTYPES[dtype].itemsize) * n_params
     need, have = bytes_needed(hf_config, n_params, batch, tokens, dtype), available_bytes()
-    say(f"{batch} x {tokens} tokens in {dtype} need about {need / 1e9:.1f} GB (weights, gradients, activations); "
-        f"with the weights loaded ({loaded / 1e9:.1f} GB), {(need - loaded) / 1e9:.1f} GB more of "
+    say(f"{batch} x {tokens} tokens in {dtype} need about {need / 1e9:.1f} GB (weights, activations, logits); "
+        f"with the interpreter and weights loaded ({loaded / 1e9:.1f} GB), {(need - loaded) / 1e9:.1f} GB more of "
         f"{have / 1e9:.1f} GB available")
     if need - loaded > have:
         fits = [b for b in range(batch - 1, 0, -1)
                 if bytes_needed(hf_config, n_params, b, tokens, dtype) - loaded <= have]
-        hint = f"--batch {fits[0]}" if fits else f"fewer --tokens{'' if dtype == 'bfloat16' else ' or --dtype bfloat16'}"
+        bf16 = dtype == "float32" and hf_config.model_type != "gpt2"  # GPT-2 is measured in float32 only
+        hint = f"--batch {fits[0]}" if fits else f"fewer --tokens{' or --dtype bfloat16' if bf16 else ''}"
         raise ConfigError(f"{batch} x {tokens} tokens in {dtype} need about {need / 1e9:.1f} GB, "
                           f"{(have + loaded) / 1e9:.1f} GB are available: try {hint}")
 
@@ -399,7 +464,7 @@ def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens
     check_memory(hf_config, n_params, x.shape[0], x.shape[1], dtype, say)
     pc = probe_config or ProbeConfig(jacobian_iters=32 if jacobians else 0, float64_bounds=False, adjoint_sequences=0)
     if gpt2:
-        result = probe(model, x, y, pc.jacobian_iters, pc.jacobian_tol, float64=pc.float64_bounds)
+        result = probe(model, x, y, pc.jacobian_iters, pc.jacobian_tol, float64=pc.float64_bounds, recompute=True)
         result["sublayers"] = list(range(len(result["hidden"])))
     else:
         result = probe_hooked(model, layers, mid, x, y)

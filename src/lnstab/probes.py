@@ -19,7 +19,7 @@ import math
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .model import GPT, NORM_ON_BRANCH, NORM_ON_SUM, LayerNorm
+from .model import GPT, NORM_ON_BRANCH, NORM_ON_SUM, LayerNorm, lm_loss
 
 HIDDEN_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm", "max_abs")
 
@@ -30,9 +30,16 @@ def moments(x: torch.Tensor) -> dict[str, float]:
     return stacked_moments([x])[0]
 
 
+# float64 bytes a batched reduction stacks at once (moments, spectral norms): the study's tensors
+# stay in one batch; a GPT-2 XL checkpoint's are taken a few at a time
+STACK_BYTES = 2**28
+
+
 def stacked_moments(xs: list[torch.Tensor], chunk: int = 16) -> list[dict[str, float]]:
     """``moments`` of equally shaped tensors, a chunk of them per reduction (one host sync each)."""
     out = []
+    if xs:
+        chunk = max(1, min(chunk, STACK_BYTES // (8 * xs[0].numel())))
     for i in range(0, len(xs), chunk):
         X = torch.stack([x.detach().reshape(-1, x.shape[-1]) for x in xs[i:i + chunk]]).double()  # (P, N, d)
         A = X.abs()
@@ -92,12 +99,14 @@ def spectral_norms(mats: list[torch.Tensor]) -> list[float]:
     by_shape: dict[tuple, list[int]] = {}
     for i, w in enumerate(mats):
         by_shape.setdefault(tuple(w.shape), []).append(i)
-    for (rows, cols), idx in by_shape.items():
-        W = torch.stack([mats[i].detach() for i in idx]).double()
-        gram = W @ W.transpose(1, 2) if rows <= cols else W.transpose(1, 2) @ W
-        top = torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0).sqrt().tolist()
-        for i, v in zip(idx, top):
-            out[i] = v
+    for (rows, cols), same in by_shape.items():
+        chunk = max(1, STACK_BYTES // (8 * rows * cols))
+        for idx in (same[i:i + chunk] for i in range(0, len(same), chunk)):
+            W = torch.stack([mats[i].detach() for i in idx]).double()
+            gram = W @ W.transpose(1, 2) if rows <= cols else W.transpose(1, 2) @ W
+            top = torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0).sqrt().tolist()
+            for i, v in zip(idx, top):
+                out[i] = v
     return out
 
 
@@ -266,27 +275,68 @@ def float64_measurement(model: GPT, idx: torch.Tensor, targets: torch.Tensor) ->
             "branch_norm_max": branch_norms_max(m64, hidden), "adjoints": [a.detach() for a in adjoints]}
 
 
+def backward_by_sublayer(model: GPT, idx: torch.Tensor, targets: torch.Tensor, named: list):
+    """(loss, x^(0..K), ||dLoss/dx^(k)|| for every k, each parameter of ``named``'s gradient norm),
+    holding only the stream and one sub-layer's activations: a forward pass without a graph keeps
+    x^(k); then, from the head down, each sub-layer's step is recomputed from its stored input and
+    differentiated alone, its input's gradient carried to the sub-layer below and its parameters'
+    gradients reduced to norms and dropped. The same operations as one backward pass of the whole
+    model, so the same numbers (a test compares them bit for bit); no parameter gradient is ever
+    held for the whole model."""
+    with torch.no_grad():
+        hidden = [model.embed(idx)]
+        for r in model.sublayers():
+            hidden.append(r(hidden[-1]))
+    grad_norm: dict[int, float] = {}
+
+    def differentiate(module_params, fn, x_in, grad_out=None):
+        x = x_in.detach().requires_grad_(x_in.is_floating_point())
+        out = fn(x)
+        out.backward(grad_out)
+        for p in module_params:  # tied weights (wte = lm_head) keep their gradient until their last use
+            if p.grad is not None and p is not model.wte.weight:
+                grad_norm[id(p)] = norm64(p.grad).item()
+                p.grad = None
+        return out.detach(), x.grad
+
+    head = [p for m in (model.ln_f, model.lm_head) if m is not None for p in m.parameters()]
+    loss, g = differentiate(head, lambda x: lm_loss(model.head(x), targets), hidden[-1])
+    adjoint_norms = [norm64(g).item()]
+    for r in reversed(model.sublayers()):
+        _, g = differentiate(r.parameters(), r, hidden[len(hidden) - 1 - len(adjoint_norms)], g)
+        adjoint_norms.append(norm64(g).item())
+    differentiate([model.wte.weight, model.wpe.weight], model.embed, idx, g)
+    grad_norm[id(model.wte.weight)] = norm64(model.wte.weight.grad).item()
+    model.wte.weight.grad = None
+    return loss, hidden, adjoint_norms[::-1], [grad_norm[id(p)] for _, p in named]
+
+
 def probe(model: GPT, idx: torch.Tensor, targets: torch.Tensor, jacobian_iters: int = 32,
-          jacobian_tol: float = 0.03, float64: bool = False) -> dict:
+          jacobian_tol: float = 0.03, float64: bool = False, recompute: bool = False) -> dict:
     """Measure one probe batch. Returns {'rows': [...], 'hidden': [x^(k)], 'moments': [{...}], 'loss': float,
     'adjoint': [||p^(k)||], 'weight_norms': {name: spectral norm}, 'jac_branch': [...], 'jac_step': [...],
     'branch_norm_max': [...]} (the Jacobian lists empty when jacobian_iters is 0), and with ``float64``
     the re-evaluation ``float64_measurement`` under 'float64'. Rows are dicts with point, layer,
-    sublayer, quantity, value (always of the model as it is)."""
+    sublayer, quantity, value (always of the model as it is). With ``recompute`` the backward pass
+    goes one sub-layer at a time (``backward_by_sublayer``: the same numbers in a fraction of the
+    memory, for checkpoints of GPT-2 XL's size)."""
     was_training = model.training
     model.eval()
-    hidden: list[torch.Tensor] = []
-    _, loss = model(idx, targets, hidden=hidden)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss, hidden + [p for _, p in named])
-    adjoints, pgrads = grads[:len(hidden)], grads[len(hidden):]
-    hidden = [h.detach() for h in hidden]
+    if recompute:
+        loss, hidden, adjoint_norms, grad_norms = backward_by_sublayer(model, idx, targets, named)
+    else:
+        hidden: list[torch.Tensor] = []
+        _, loss = model(idx, targets, hidden=hidden)
+        grads = torch.autograd.grad(loss, hidden + [p for _, p in named])
+        adjoints, pgrads = grads[:len(hidden)], grads[len(hidden):]
+        hidden = [h.detach() for h in hidden]
+        adjoint_norms = torch.stack([norm64(p) for p in adjoints]).tolist()  # one host sync
+        grad_norms = torch.stack([norm64(g) for g in pgrads]).tolist()
 
     moments = stacked_moments(hidden)
-    adjoint_norms = torch.stack([norm64(p) for p in adjoints]).tolist()  # one host sync
     matrices = [(n, p) for n, p in named if p.ndim == 2]
     weight_norms = dict(zip([n for n, _ in matrices], spectral_norms([p for _, p in matrices])))
-    grad_norms = torch.stack([norm64(g) for g in pgrads]).tolist()
     rows = stream_rows(moments, adjoint_norms) + parameter_rows(model, named, grad_norms, weight_norms)
     branch_max = branch_norms_max(model, hidden)
     rows += [_row(*point_of(k), k, "branch_norm_max", v) for k, v in enumerate(branch_max, start=1)]
