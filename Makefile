@@ -57,7 +57,7 @@ determinism: setup
 # Only what the default study (config/config.yaml) writes: other studies under results/ (paper,
 # extended, smoke, gpu) and their checkpoints are left alone.
 DEFAULT_OUTPUTS := results/runs results/tables results/data results/logs results/benchmarks \
-	results/summary.md results/manifest.sha256 figures/*.png figures/*.pdf report.zip
+	results/summary.md results/summary.html results/manifest.sha256 figures/*.png figures/*.pdf report.zip
 
 clean:
 	rm -rf $(DEFAULT_OUTPUTS)

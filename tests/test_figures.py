@@ -94,4 +94,5 @@ def test_committed_figures_redraw_from_committed_tables(tmp_path, monkeypatch):
     assert len(pngs) == len(list((ROOT / "figures").glob("*.png"))) == len(FIGURES)
     for p in pngs:
         assert p.read_bytes() == (ROOT / "figures" / p.name).read_bytes(), p.name
-    assert (tmp_path / "results" / "summary.md").read_text() == (ROOT / "results" / "summary.md").read_text()
+    for name in ("summary.md", "summary.html"):
+        assert (tmp_path / "results" / name).read_text() == (ROOT / "results" / name).read_text(), name

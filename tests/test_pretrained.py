@@ -101,12 +101,19 @@ def _no_tokenizer(folder):
     tiny_gpt2(vocab=300).save_pretrained(folder)
 
 
+def _truncated(folder):
+    tiny_gpt2().save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+
+
 @pytest.mark.parametrize("make, needle", [
     (None, "not a folder"),
     (lambda f: f.mkdir(), "no config.json"),
     (lambda f: f.write_text("x"), "not a folder"),
     (_bert, "'bert'"),
     (_mismatched, "do not load"),
+    (_truncated, "truncated"),
     (_no_tokenizer, "no tokenizer"),
 ])
 def test_bad_checkpoints_are_one_line(tmp_path, make, needle):

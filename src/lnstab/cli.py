@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--allow-other-code", action="store_true",
                     help="resume a run that another lnstab version or git commit trained so far (each "
                          "segment is recorded in provenance.json; default: stop with a message)")
+    tr.add_argument("--watch", action="append", default=[], choices=["tensorboard", "wandb"],
+                    help="also mirror metrics and probe summaries live to TensorBoard (<out>/tensorboard) or "
+                         "W&B offline (<out>/wandb); metrics.csv stays the record (repeatable)")
     sh = sub.add_parser("show-config", help="print the resolved config as YAML and exit")
     sh.add_argument("config", nargs="?")
     sh.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -116,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         from .train import train
 
         return train(load_config(args.config, args.overrides), args.out, verbose=not args.quiet,
-                     restart_stale=args.restart, allow_other_code=args.allow_other_code)
+                     restart_stale=args.restart, allow_other_code=args.allow_other_code,
+                     watch=args.watch)
 
     return run_rank(work)
 

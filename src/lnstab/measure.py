@@ -57,6 +57,7 @@ def probe_now(run) -> bool:
         _warn(st.step, f"Jacobian estimates failed ({type(e).__name__}); probed without them")
         result = probe(run.model, x, y, 0, pc.jacobian_tol)
     st.probe_rows += [{"step": st.step, **r} for r in result["rows"]]
+    run.watchers.probe(st.step, result["rows"])
     finite = all(torch.isfinite(h).all().item() for h in result["hidden"])
     if finite and run.builtin:  # a screened block of the user's own has no bounds
         st.bound_rows += [{"step": st.step, **r} for r in _bound_rows(run, result, at_final)]

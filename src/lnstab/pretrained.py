@@ -106,6 +106,31 @@ def from_gpt2(hf_model):
     return gpt2_from_tensors(hf_model.config, ((k, v.detach().clone()) for k, v in hf_model.state_dict().items()))
 
 
+SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+                      "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def read_safetensors(path: Path):
+    """(key, tensor) of a .safetensors file, each tensor read into memory of its own. Plain reads,
+    not a memory map: a map's pages count as resident as they are read and one tensor kept would
+    keep the whole file mapped, doubling the peak memory that inspect measures and checks."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        header.pop("__metadata__", None)
+        for key, h in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            if h["dtype"] not in SAFETENSORS_DTYPES:
+                raise ConfigError(f"{path.name}: {key} has dtype {h['dtype']}, not a weight type lnstab reads")
+            t = torch.empty(h["shape"], dtype=SAFETENSORS_DTYPES[h["dtype"]])
+            start, end = h["data_offsets"]
+            if t.numel() * t.element_size() != end - start:
+                raise ConfigError(f"{path.name}: {key} holds {end - start} bytes, not those of shape {h['shape']}")
+            f.seek(8 + size + start)
+            if t.numel() and f.readinto(t.view(-1).view(torch.uint8).numpy()) != end - start:
+                raise ConfigError(f"{path.name}: ends inside {key} (a truncated file)")
+            yield key, t
+
+
 def weight_tensors(folder: Path):
     """(key, tensor) of every weight of a save_pretrained folder, read one tensor at a time:
     safetensors (one file or shards) or else pytorch_model.bin (memory-mapped)."""
@@ -115,12 +140,8 @@ def weight_tensors(folder: Path):
         return [folder / single] if (folder / single).is_file() else []
 
     if files := shards("model.safetensors", "model.safetensors.index.json"):
-        from safetensors import safe_open
-
         for f in files:
-            with safe_open(f, "pt") as st:
-                for key in st.keys():
-                    yield key, st.get_tensor(key)
+            yield from read_safetensors(f)
     elif files := shards("pytorch_model.bin", "pytorch_model.bin.index.json"):
         for f in files:
             yield from torch.load(f, map_location="cpu", mmap=True, weights_only=True).items()

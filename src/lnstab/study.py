@@ -115,12 +115,14 @@ def prepare_corpus(data: dict, folder: str | Path, meta_path: str | Path, baseli
     return meta
 
 
-def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: str | Path, processes: int = 1) -> dict:
+def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: str | Path, processes: int = 1,
+                     watch=()) -> dict:
     """Train one grid point on the prepared corpus (resuming from its checkpoint if present; a
     checkpoint of another config or other data is moved aside and the run trained again).
-    With ``processes`` > 1 the run is trained by that many ranks on this node (lnstab.launch)."""
+    With ``processes`` > 1 the run is trained by that many ranks on this node (lnstab.launch);
+    ``watch``: the study's live views (lnstab.watch)."""
     if processes > 1 and "WORLD_SIZE" not in os.environ:
-        return _ranks_grid_point(params, base, meta_path, folder, processes)
+        return _ranks_grid_point(params, base, meta_path, folder, processes, watch)
     from .train import train
 
     meta = json.loads(Path(meta_path).read_text())
@@ -129,7 +131,7 @@ def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: st
         data["model"] = {"vocab_size": meta["vocab_size"]}
     cfg = run_config(params, base, data)
     known = {"fingerprint": meta["fingerprint"], "max_token": meta["max_token"]}
-    summary = train(cfg, folder, restart_stale=True, corpus_meta=known, grid=params)
+    summary = train(cfg, folder, restart_stale=True, corpus_meta=known, grid=params, watch=watch)
     if summary["status"] not in ("completed", "diverged"):
         raise RuntimeError(f"run {folder} ended with status {summary['status']}")
     return summary
@@ -143,14 +145,15 @@ def _fd(stream):
         return None
 
 
-def _ranks_grid_point(params: dict, base: dict, meta_path, folder, processes: int) -> dict:
+def _ranks_grid_point(params: dict, base: dict, meta_path, folder, processes: int, watch=()) -> dict:
     """The same call on ``processes`` ranks, started by lnstab.launch with the arguments as one
     JSON document; a stop signal ends the job with PREEMPTED_EXIT (raised as Preempted), so that
     a retry resumes, after every rank has finished its step and the checkpoint is written."""
     from .launch import PREEMPTED_EXIT, launch
     from .train import Preempted
 
-    job = json.dumps({"params": params, "base": base, "meta_path": str(meta_path), "folder": str(folder)})
+    job = json.dumps({"params": params, "base": base, "meta_path": str(meta_path), "folder": str(folder),
+                      "watch": list(watch)})
     print(f"training {folder} on {processes} processes (torch.distributed, lnstab.launch)", flush=True)
     code = launch(["lnstab.study", job], processes, dict(os.environ), _fd(sys.stdout), _fd(sys.stderr))
     if code == PREEMPTED_EXIT:
@@ -387,17 +390,20 @@ def redraw(config_path: str | Path = "config/config.yaml", into: str | Path | No
         if verbose:
             print(f"{figdir}/{name}.png, .pdf ({time.perf_counter() - t0:.1f} s)", flush=True)
     write_summary(tables_dir, figdir, config, summary_path)
-    return paths + [summary_path]
+    return paths + [summary_path, summary_path.with_suffix(".html")]
 
 
 def write_summary(tables_dir, figdir, config: dict, out) -> None:
-    """results/summary.md: the study on one page (lnstab.summary)."""
-    from .summary import summary_markdown
+    """results/summary.md: the study on one page (lnstab.summary), and next to it summary.html,
+    the same page for the report."""
+    from .summary import summary_html, summary_markdown
 
     tables = {n: read_table(Path(tables_dir) / data_file(n)) for n in SUMMARY_TABLES if n not in left_out(config)}
     others = {f"{d}/summary.md": read_table(Path(d) / "tables" / "claims.csv") for d in CITED_STUDIES
               if (Path(d) / "tables" / "claims.csv").exists() and Path(d).resolve() != Path(out).parent.resolve()}
-    write_text(out, summary_markdown(tables, config, os.path.relpath(figdir, Path(out).parent), others))
+    text = summary_markdown(tables, config, os.path.relpath(figdir, Path(out).parent), others)
+    write_text(out, text)
+    write_text(Path(out).with_suffix(".html"), summary_html(text))
 
 
 def write_manifest(files, out) -> None:

@@ -239,3 +239,19 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
         "",
     ]
     return "\n".join(parts)
+
+
+SUMMARY_CSS = ("body{font-family:sans-serif;max-width:70em;margin:1em auto;line-height:1.4}"
+               "table{border-collapse:collapse;margin:0.5em 0;font-size:90%}"
+               "th,td{border:1px solid #ccc;padding:2px 6px}td{text-align:right}")
+
+
+def summary_html(markdown: str) -> str:
+    """The summary as one self-contained HTML page (the report shows it inline; Markdown is a
+    download there). CommonMark with tables (markdown-it-py); no time stamp, so it is as
+    deterministic as the Markdown."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>lnstab study summary</title>'
+            f"<style>{SUMMARY_CSS}</style></head>\n<body>\n{body}</body></html>\n")

@@ -33,6 +33,7 @@ from .launch import EARLY_STOPS, PREEMPTED_EXIT, STOP_SIGNALS, catching_stop_sig
 from .config import ConfigError, RunConfig, check_batch_split
 from .data import get_batch, load_corpus
 from .io import write_json
+from .watch import Watchers
 from .measure import autocast, evaluate, probe_now
 from .model import GPT, last_map_parameters
 from .runfolder import (  # noqa: F401 - RunError, TIMING_COLUMNS: part of this module's interface
@@ -144,11 +145,13 @@ class Run:
     and how a run resumes is lnstab.checkpoint; the ranks of a multi-process job lnstab.distributed."""
 
     def __init__(self, cfg: RunConfig, out_dir: str | Path, verbose: bool = True, corpus_meta: dict | None = None,
-                 grid: dict | None = None, residual: type | None = None):
+                 grid: dict | None = None, residual: type | None = None, watch=()):
         self.out = Path(out_dir)
         self.builtin = residual is None  # a screened block of the user's own has no bounds (lnstab.screen)
         self.grid = grid  # the run's grid point in a study (recorded in summary.json)
         self.group = distributed.from_environment(device_type(cfg.train.device))
+        # live views of the run (lnstab.watch), on rank 0, opened by fit
+        self.watchers = Watchers(watch if self.group.main else (), self.out)
         self.verbose = verbose and self.group.main
         self.device = resolve_device(cfg.train.device, self.group.local_rank)
         check_batch_split(cfg.train, self.group.world_size)
@@ -238,6 +241,7 @@ class Run:
             row["val_loss"] = evaluate(self)
         eta = (t.steps - st.step) * st.train_time / max(1, st.step - (self.resumed_from or 0))
         bar.update(st.step, row["train_loss"], row["tokens_per_s"], eta)
+        self.watchers.step(row)
         if t.ckpt_interval and st.step % t.ckpt_interval == 0 and st.step < t.steps:
             checkpoint.save(self)
         if self.group.any(self.stop_signal is not None) and st.step < t.steps:
@@ -260,11 +264,12 @@ class Run:
         def note(signum):
             self.stop_signal = signum
 
-        with catching_stop_signals(note):
+        with catching_stop_signals(note), contextlib.closing(self.watchers):
             st = self.state
             if self.group.any(self.stop_signal is not None):  # before any step: the checkpoint holds all
                 raise Preempted(f"{self.out}: stopped by a signal before training resumed at step {st.step}; "
                                 "the same command resumes")
+            self.watchers.start(self.cfg.to_dict(), st.step)
             self.loop()
             if st.segments:
                 st.segments[-1]["to_step"] = st.step
@@ -309,7 +314,8 @@ def with_vocabulary(cfg: RunConfig, corpus_vocab: int) -> RunConfig:
 
 
 def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_stale: bool = False,
-          corpus_meta: dict | None = None, grid: dict | None = None, allow_other_code: bool = False) -> dict:
+          corpus_meta: dict | None = None, grid: dict | None = None, allow_other_code: bool = False,
+          watch=()) -> dict:
     """Train one run into ``out_dir``, resuming from its checkpoint if one is there.
 
     A checkpoint written with another config or on other data is never resumed: with
@@ -317,15 +323,16 @@ def train(cfg: RunConfig, out_dir: str | Path, verbose: bool = True, restart_sta
     RunError says so. A finished run rewrites any output that is missing or differs. Under
     torchrun, rank 0 holds the folder's lock and decides; the other ranks then read the same
     checkpoint (any number of ranks that divides the batch resumes any checkpoint). A run trained
-    partly by other code (another version or commit) is resumed only with ``allow_other_code``."""
+    partly by other code (another version or commit) is resumed only with ``allow_other_code``.
+    ``watch`` names live views of the run (lnstab.watch: tensorboard, wandb)."""
     out = Path(out_dir)
     refuse_links(out)
-    run = Run(cfg, out, verbose, corpus_meta, grid)  # every config and data check before anything is written
+    run = Run(cfg, out, verbose, corpus_meta, grid, watch=watch)  # every check before anything is written
     group = run.group
     with run_lock(out) if group.main else contextlib.nullcontext():
         if group.main:
             run = resume_or_restart(run, restart_stale, allow_other_code,
-                                    lambda: Run(cfg, out, verbose, corpus_meta, grid))
+                                    lambda: Run(cfg, out, verbose, corpus_meta, grid, watch=watch))
         group.barrier()  # rank 0 has resumed, moved a stale run aside or found none
         if not group.main and (out / "ckpt.pt").exists():
             checkpoint.restore(run, out / "ckpt.pt")

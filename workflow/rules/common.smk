@@ -103,20 +103,6 @@ RUN_FILES = TRAIN_FILES + (
 )
 
 
-def run_labels(params):
-    """Report labels of one run: what a reader filters by (strings: the report's Runs view does
-    not render numeric labels)."""
-    labels = {
-        "placement": params["placement"],
-        "depth": params["n_layer"],
-        "dt": params["dt"],
-        "weight decay": params["weight_decay"],
-        "lr": params["lr"],
-        "seed": params["seed"],
-    }
-    return {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in labels.items()}
-
-
 def table_outputs(name):
     """Every file of one table (lnstab.tables.TABLES); the CSV flagged for the HTML report."""
     stem = f"{RESULTS}/tables/{name}"

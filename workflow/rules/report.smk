@@ -13,8 +13,10 @@ rule summary:
             if d != RESULTS and os.path.exists(f"{d}/tables/claims.csv")
         ],
     output:
+        f"{RESULTS}/summary.md",
+        # the same page as HTML: shown in the report itself
         report(
-            f"{RESULTS}/summary.md",
+            f"{RESULTS}/summary.html",
             caption="../report/summary_md.rst",
             category="Summary",
             labels={"document": "one-page summary"},
@@ -38,6 +40,7 @@ rule manifest:
         [f for f in TABLE_FILES if os.path.basename(f) != "timings.csv"],
         FIGURE_FILES,
         f"{RESULTS}/summary.md",
+        f"{RESULTS}/summary.html",
     output:
         f"{RESULTS}/manifest.sha256",
     log:

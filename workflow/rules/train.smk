@@ -8,13 +8,8 @@ rule train:
     output:
         summary=f"{RUN_DIR}/summary.json",
         provenance=f"{RUN_DIR}/provenance.json",
-        metrics=report(
-            f"{RUN_DIR}/metrics.csv",
-            caption="../report/run_metrics.rst",
-            category="Runs",
-            subcategory=lambda wc: RUNS[wc.run]["placement"],
-            labels=lambda wc: run_labels(RUNS[wc.run]),
-        ),
+        # (not in the report: a clone has the study's metrics table, not the run folders)
+        metrics=f"{RUN_DIR}/metrics.csv",
         probes=f"{RUN_DIR}/probes.csv",
         bounds=f"{RUN_DIR}/bounds.csv",
     log:
