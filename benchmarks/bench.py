@@ -300,10 +300,17 @@ def inspect_section(results: Path) -> list[str]:
         lines.append(f"{head} {t['n_params'] / 1e6:,.0f} | {t['batch']} x {t['tokens']} | {t['dtype']} | {est} | "
                      f"{t['wall_s']:.0f} | {t['peak_rss_gib']:.1f} | {t['bound_checks']} | {t['bound_violations']} | "
                      f"{t['max_ratio']:.3g} |")
-    lines += ["", "The estimate (`lnstab.pretrained.bytes_needed`: weights, gradients, and the activations "
-              "lnstab.plan counts for a Pre-LN block) is low where it was measured: gpt2's shape peaked above it, "
-              "and gpt2-xl's passes it admitted at 1 sequence died at about 24 GB. The gpt2-xl shape does not fit "
-              "this 24 GiB machine in float32 at 512 tokens or more; what does is not yet measured."]
+    measured = [t for t in r["rows"] if "error" not in t and "estimate_gb" in t]
+    over = [t["estimate_gb"] / (t["peak_rss_gib"] * 2**30 / 1e9) for t in measured]
+    lines += ["", "How the pass fits: a GPT-2 checkpoint is read one tensor at a time into a model built without "
+              "memory (one copy of the weights), and the backward pass goes one sub-layer at a time from the "
+              "stored stream (`lnstab.probes.backward_by_sublayer`: every row bit-identical to one backward pass "
+              "of the whole model, tests/test_probes.py), reducing each parameter's gradient to its norm as it "
+              "is made. The estimate printed before the pass (`lnstab.pretrained.bytes_needed`: interpreter, "
+              "weights, stream, logits, one block's activations) over the measured peak: "
+              + ", ".join(f"{t['shape']} {v:.2f}" for t, v in zip(measured, over))
+              + (" (the estimate is conservative at every measured shape)." if over and min(over) >= 1 else
+                 " (below 1: the estimate is low there).")]
     return lines
 
 

@@ -34,3 +34,27 @@ def test_inspect_benchmark_local_check():
     row = json.loads(res.stdout.strip().splitlines()[-1])
     assert row["shape"] == "tiny" and row["finite"] and row["bound_violations"] == 0 and row["bound_checks"] > 0
     assert 0 < row["peak_rss_gib"] < 8 and row["seconds"] <= row["wall_s"]
+
+
+def test_docs_benchmarks_is_rendered_from_the_kept_results(tmp_path):
+    """docs/benchmarks.md is exactly what `bench.py --render-only` makes of the committed result
+    files: no number in it was typed by hand or left behind by a newer measurement."""
+    out = tmp_path / "benchmarks.md"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--render-only", "--out", str(out)],
+                   check=True, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.read_text() == (ROOT / "docs" / "benchmarks.md").read_text()
+
+
+def test_readme_quotes_the_measured_inspection():
+    """The README's numbers for GPT-2 XL's shape are those of benchmarks/inspect_results.json."""
+    import re
+
+    rows = json.loads((ROOT / "benchmarks" / "inspect_results.json").read_text())["rows"]
+    (xl,) = [r for r in rows if r["shape"] == "gpt2-xl" and "error" not in r]
+    readme = " ".join((ROOT / "README.md").read_text().split())  # lines joined
+    quoted = re.search(r"GPT-2 XL's shape, (\d) x ([\d,]+) tokens in float32: peak ([\d.]+) GiB in (\d+) min (\d+) s",
+                       readme)
+    assert quoted, "the README no longer quotes the gpt2-xl inspection"
+    batch, tokens, peak, minutes, seconds = quoted.groups()
+    assert (int(batch), int(tokens.replace(",", ""))) == (xl["batch"], xl["tokens"])
+    assert peak == f"{xl['peak_rss_gib']:.1f}" and (int(minutes), int(seconds)) == divmod(round(xl["wall_s"]), 60)

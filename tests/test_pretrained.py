@@ -189,6 +189,25 @@ def _save_family(name, folder):
     return model
 
 
+def test_several_models_are_inspected_into_one_figure(tmp_path):
+    """lnstab inspect A B: each model in OUT/<name>/, their rows in one inspected table and fig_inspect."""
+    tiny_gpt2().save_pretrained(tmp_path / "gpt2-tiny")
+    _save_family("llama", tmp_path / "llama-tiny")
+    res = cli("inspect", str(tmp_path / "gpt2-tiny"), str(tmp_path / "llama-tiny"), "--tokens", "16",
+              "--out", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    models = pd.read_csv(tmp_path / "out" / "inspected_models.csv").set_index("name")
+    assert models.loc["gpt2-tiny", "placement"] == "pre" and models.loc["llama-tiny", "norm"] == "rmsnorm"
+    assert models.loc["gpt2-tiny", "bound_violations"] == 0 and models.loc["gpt2-tiny", "bound_checks"] > 0
+    for name in models.index:
+        probes = pd.read_csv(tmp_path / "out" / name / "probes.csv")
+        long = pd.read_csv(tmp_path / "out" / "inspected.csv")
+        mine = long[(long["name"] == name) & (long["quantity"] == "mean_norm")].sort_values("sublayer")
+        want = probes[probes["quantity"] == "mean_norm"].sort_values("sublayer")
+        assert list(mine["value"]) == pytest.approx(list(want["value"]), rel=1e-5)  # (tables keep 6 digits)
+    assert (tmp_path / "out" / "fig_inspect.png").read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize("name", list(FAMILY_MODELS))
 def test_a_family_is_detected_and_its_stream_is_transformers_own(tmp_path, name):
     model = _save_family(name, tmp_path / "model")

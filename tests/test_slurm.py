@@ -101,8 +101,10 @@ def test_two_process_job_stops_on_sigterm_and_resumes_exactly(slurm_cluster, tmp
     base = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())["base"]
     base["train"].update(steps=600, ckpt_interval=0, eval_interval=100, log_interval=5)
     resources = {"train": {"mem_mb": 1000, "runtime": 10, "processes": 2}}  # > the 5-minute warning
-    cfg_slurm = smoke_config(tmp_path / "slurm", sweeps=one, base=base, resources=resources)
-    cfg_local = smoke_config(tmp_path / "local", sweeps=one, base=base, resources=resources)
+    # the training run only: no screen, no Wasserstein stage (the smoke comparison covers them)
+    rest = {"screen": {"enabled": False}, "wasserstein": {"enabled": False}}
+    cfg_slurm = smoke_config(tmp_path / "slurm", sweeps=one, base=base, resources=resources, **rest)
+    cfg_local = smoke_config(tmp_path / "local", sweeps=one, base=base, resources=resources, **rest)
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "tables", *SLURM_ARGS, "--configfile",
                              str(cfg_slurm)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline, signalled = time.time() + 300, False

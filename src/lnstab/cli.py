@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--out", default="results/screen", help="folder for the tables, the figure and the runs")
     ins = sub.add_parser("inspect", help="probe a pretrained decoder's checkpoint folder (transformers' "
                          "save_pretrained: GPT-2, Llama, Qwen, Mistral, OLMo 2, Gemma 2/3, OPT, GPT-NeoX) as a "
-                         "training run's final probe: probes.csv, bounds.csv, summary.json")
-    ins.add_argument("model", help="folder written by save_pretrained (nothing is downloaded)")
+                         "training run's final probe: probes.csv, bounds.csv, summary.json, and the inspected "
+                         "tables and fig_inspect (Figure 1's layout) of every model given")
+    ins.add_argument("model", nargs="+", help="folder written by save_pretrained, or a name in the local "
+                     "transformers cache (nothing is downloaded); several: each in OUT/<name>/")
     ins.add_argument("--text", metavar="FILE", help="UTF-8 text to measure on (default: the built-in corpus's "
                      "validation split)")
     ins.add_argument("--tokens", type=int, default=256, help="tokens per sequence (default 256)")
@@ -162,7 +164,7 @@ def run_rank(work) -> int:
 
 
 def inspect(args) -> int:
-    from .pretrained import inspect as inspect_model
+    from .pretrained import inspect_models
 
     try:
         if args.batch < 1:
@@ -173,7 +175,7 @@ def inspect(args) -> int:
                 text = open(args.text, encoding="utf-8").read()
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError(f"--text {args.text}: {getattr(e, 'strerror', None) or e}") from None
-        inspect_model(args.model, args.out, text, args.tokens, args.batch, args.jacobians, args.dtype)
+        inspect_models(args.model, args.out, text, args.tokens, args.batch, args.jacobians, args.dtype)
     except ConfigError as e:
         print(f"lnstab inspect: {e}", file=sys.stderr)
         return 2

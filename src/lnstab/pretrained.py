@@ -382,7 +382,7 @@ RUNTIME_BYTES = 0.5e9
 
 def bytes_needed(hf_config, n_params: int, batch: int, tokens: int, dtype: str) -> float:
     """Peak bytes of ``inspect``'s pass: the interpreter; the weights; the logits, their
-    log-softmax and its gradient (float32). The GPT-2 family is differentiated one sub-layer at a
+    log-softmax and both gradients (float32). The GPT-2 family is differentiated one sub-layer at a
     time (``probes.backward_by_sublayer``): the stream x^(0..2L) in float32, one block's
     activations (lnstab.plan's count), the tied embedding's gradient and the float64 stacks of the
     batched reductions (``probes.STACK_BYTES``, a few at once). A hooked family keeps every
@@ -396,7 +396,7 @@ def bytes_needed(hf_config, n_params: int, batch: int, tokens: int, dtype: str) 
     block = block_activation_bytes("pre", d, hf_config.num_attention_heads, "bf16" if dtype == "bfloat16" else "fp32")
     width = getattr(hf_config, "intermediate_size", None) or 4 * d
     block *= max(1.0, width / (4 * d))  # an MLP wider than GPT-2's 4d keeps more
-    logits = 3 * 4 * V * n
+    logits = 4 * 4 * V * n  # the head's backward holds logits, log-softmax and both their gradients
     if hf_config.model_type == "gpt2":
         stream = 4 * d * (2 * L + 1) * n
         return RUNTIME_BYTES + 4 * n_params + logits + stream + block * n + 4 * V * d + 4 * STACK_BYTES
@@ -514,6 +514,23 @@ def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens
     end = "finite" if all(finite) else f"NOT finite from x^({first_bad}) on (dtype {dtype}: try float32)"
     say(f"{out}: stream {end}; {summary['bound_checks']} bound checks, {summary['bound_violations']} violations")
     return summary
+
+
+def inspect_models(models: list[str], out: str | Path, text: str | None = None, tokens: int = 256, batch: int = 2,
+                   jacobians: bool = False, dtype: str = "float32") -> dict[str, dict]:
+    """``lnstab inspect``: each model inspected (one: into ``out``; several: into out/<name>/, named
+    as the workflow names them), then the inspected tables and fig_inspect of all of them in
+    ``out``. {name: summary}."""
+    from .study import inspection_names, make_figure
+
+    out = Path(out)
+    names = inspection_names(models)
+    folders = {name: out if len(names) == 1 else out / name for name in names}
+    summaries = {name: inspect(model, folders[name], text, tokens, batch, jacobians, dtype, name=name)
+                 for name, model in names.items()}
+    write_inspection_tables(folders, out)
+    make_figure("fig9_inspect", {"inspected": out / "inspected.csv"}, out / "fig_inspect")
+    return summaries
 
 
 def transformers_version() -> str:
