@@ -66,6 +66,7 @@ def test_workflow_corpus_files_are_inputs(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT_A)
     cfg = smoke_config(tmp_path, sweeps=[{"placement": ["pre"], "n_layer": [1], "dt": [1.0]}],
+                       screen={"enabled": False}, wasserstein={"enabled": False},  # the corpus and the run only
                        base={"model": {"d_model": 16, "n_head": 2, "block_size": 16},
                              "data": {"source": "text", "paths": [str(corpus)]},
                              "train": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "eval_interval": 2,

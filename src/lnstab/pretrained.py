@@ -526,8 +526,9 @@ def inspect_models(models: list[str], out: str | Path, text: str | None = None, 
     out = Path(out)
     names = inspection_names(models)
     folders = {name: out if len(names) == 1 else out / name for name in names}
-    summaries = {name: inspect(model, folders[name], text, tokens, batch, jacobians, dtype, name=name)
-                 for name, model in names.items()}
+    # one model is recorded by its folder, as before; several by their names
+    summaries = {name: inspect(model, folders[name], text, tokens, batch, jacobians, dtype,
+                               name=name if len(names) > 1 else None) for name, model in names.items()}
     write_inspection_tables(folders, out)
     make_figure("fig9_inspect", {"inspected": out / "inspected.csv"}, out / "fig_inspect")
     return summaries
