@@ -125,6 +125,26 @@ def test_bad_checkpoints_are_one_line(tmp_path, make, needle):
     assert res.returncode == 2 and needle in lines[-1] and "Traceback" not in res.stderr, res.stderr[-2000:]
 
 
+def test_a_tokenizer_of_another_folder_is_used_when_named(tmp_path):
+    """A folder without a tokenizer and a vocabulary other than GPT-2's: --tokenizer names one."""
+    tiny_gpt2(vocab=300).save_pretrained(tmp_path / "model")
+    tok = tmp_path / "tok"
+    tok.mkdir()  # a word-level tokenizer of 300 ids, built offline with the tokenizers library
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = sorted(set(__import__("lnstab.pretrained", fromlist=["x"]).default_text().split()))[:299]
+    t = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["[UNK]", *words])}, unk_token="[UNK]"))
+    t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]").save_pretrained(tok)
+    res = cli("inspect", str(tmp_path / "model"), "--tokenizer", str(tok), "--tokens", "16",
+              "--out", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["tokens"] == 2 * 16
+    res = cli("inspect", str(tmp_path / "model"), "--tokenizer", str(tmp_path), "--tokens", "16",
+              "--out", str(tmp_path / "out2"))
+    assert res.returncode == 2 and "--tokenizer" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_text_shorter_than_the_batch_is_one_line(tmp_path):
     tiny_gpt2().save_pretrained(tmp_path / "model")
     (tmp_path / "short.txt").write_text("To be, or not to be.")

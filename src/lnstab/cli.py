@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                      "transformers cache (nothing is downloaded); several: each in OUT/<name>/")
     ins.add_argument("--text", metavar="FILE", help="UTF-8 text to measure on (default: the built-in corpus's "
                      "validation split)")
+    ins.add_argument("--tokenizer", metavar="MODEL", help="a folder or cached name whose tokenizer to use "
+                     "(default: the model folder's own, or GPT-2's BPE for GPT-2's vocabulary)")
     ins.add_argument("--tokens", type=int, default=256, help="tokens per sequence (default 256)")
     ins.add_argument("--batch", type=int, default=2, help="sequences (default 2)")
     ins.add_argument("--jacobians", action="store_true", help="also the sub-layers' Jacobian estimates (GPT-2; slower)")
@@ -175,7 +177,7 @@ def inspect(args) -> int:
                 text = open(args.text, encoding="utf-8").read()
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError(f"--text {args.text}: {getattr(e, 'strerror', None) or e}") from None
-        inspect_models(args.model, args.out, text, args.tokens, args.batch, args.jacobians, args.dtype)
+        inspect_models(args.model, args.out, text, args.tokens, args.batch, args.jacobians, args.dtype, args.tokenizer)
     except ConfigError as e:
         print(f"lnstab inspect: {e}", file=sys.stderr)
         return 2

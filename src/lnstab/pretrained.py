@@ -343,13 +343,24 @@ def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32):
     return hf_model, hf_config
 
 
-def tokens_for(folder: Path, vocab_size: int, text: str) -> torch.Tensor:
-    """The text as token ids of the model: its own tokenizer when the folder has one, else
-    GPT-2's BPE (offline) for a vocabulary of GPT-2's size; a ConfigError otherwise."""
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+
+
+def has_tokenizer(folder: Path) -> bool:
+    return any((folder / f).is_file() for f in TOKENIZER_FILES)
+
+
+def tokens_for(folder: Path, vocab_size: int, text: str, tokenizer: str | Path | None = None) -> torch.Tensor:
+    """The text as token ids of the model: by ``tokenizer`` (a folder or cached name holding one)
+    when given, else by the folder's own tokenizer, else by GPT-2's BPE (offline) for a vocabulary
+    of GPT-2's size; a ConfigError otherwise."""
     from .data import GPT2_VOCAB, gpt2_encoding
 
-    has_tokenizer = any((folder / f).is_file() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json"))
-    if has_tokenizer:
+    if tokenizer is not None:
+        folder = resolve_model(tokenizer)
+        if not has_tokenizer(folder):
+            raise ConfigError(f"--tokenizer {tokenizer}: no tokenizer there ({', '.join(TOKENIZER_FILES)})")
+    if has_tokenizer(folder):
         from transformers import AutoTokenizer
 
         ids = AutoTokenizer.from_pretrained(folder, local_files_only=True)(text)["input_ids"]
@@ -357,7 +368,8 @@ def tokens_for(folder: Path, vocab_size: int, text: str) -> torch.Tensor:
         ids = gpt2_encoding().encode_ordinary(text)
     else:
         raise ConfigError(f"{folder}: no tokenizer in the folder, and its vocabulary of {vocab_size} is not "
-                          f"GPT-2's {GPT2_VOCAB}: save the tokenizer with the model (save_pretrained)")
+                          f"GPT-2's {GPT2_VOCAB}: name one with --tokenizer, or save it with the model "
+                          "(save_pretrained)")
     ids = torch.tensor(ids, dtype=torch.long)
     if int(ids.max()) >= vocab_size:
         raise ConfigError(f"{folder}: the tokenizer gives ids up to {int(ids.max())}, beyond the model's "
@@ -414,9 +426,9 @@ def available_bytes() -> float:
     return float("inf")
 
 
-def _sequences(folder: Path, hf_config, text: str | None, tokens: int, batch: int):
+def _sequences(folder: Path, hf_config, text: str | None, tokens: int, batch: int, tokenizer=None):
     """(x, y): ``batch`` consecutive sequences of ``tokens`` tokens of the text and their targets."""
-    ids = tokens_for(folder, hf_config.vocab_size, default_text() if text is None else text)
+    ids = tokens_for(folder, hf_config.vocab_size, default_text() if text is None else text, tokenizer)
     need = batch * tokens + 1
     if len(ids) < need:
         raise ConfigError(f"the text has {len(ids)} tokens; {batch} sequences of {tokens} need {need}")
@@ -451,7 +463,7 @@ def peak_rss_bytes() -> int:
 
 def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens: int = 256, batch: int = 2,
             jacobians: bool = False, dtype: str = "float32", verbose: bool = True, sequences=None,
-            probe_config=None, name: str | None = None) -> dict:
+            probe_config=None, name: str | None = None, tokenizer: str | Path | None = None) -> dict:
     """Probe a pretrained checkpoint on ``batch`` sequences of ``tokens`` tokens of ``text`` (or on
     ``sequences``, a pair (x, y) of token tensors), as a training run's final probe; writes
     probes.csv, bounds.csv, summary.json and provenance.json to ``out``. The GPT-2 family gets every
@@ -472,7 +484,7 @@ def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens
         context = model.cfg.block_size if gpt2 else hf_config.max_position_embeddings
         if tokens < 2 or tokens > context:
             raise ConfigError(f"--tokens: {tokens} must be in [2, {context}] (the model's context)")
-        sequences = _sequences(folder, hf_config, text, tokens, batch)
+        sequences = _sequences(folder, hf_config, text, tokens, batch, tokenizer)
     x, y = sequences
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -517,7 +529,7 @@ def inspect(folder: str | Path, out: str | Path, text: str | None = None, tokens
 
 
 def inspect_models(models: list[str], out: str | Path, text: str | None = None, tokens: int = 256, batch: int = 2,
-                   jacobians: bool = False, dtype: str = "float32") -> dict[str, dict]:
+                   jacobians: bool = False, dtype: str = "float32", tokenizer=None) -> dict[str, dict]:
     """``lnstab inspect``: each model inspected (one: into ``out``; several: into out/<name>/, named
     as the workflow names them), then the inspected tables and fig_inspect of all of them in
     ``out``. {name: summary}."""
@@ -528,7 +540,8 @@ def inspect_models(models: list[str], out: str | Path, text: str | None = None, 
     folders = {name: out if len(names) == 1 else out / name for name in names}
     # one model is recorded by its folder, as before; several by their names
     summaries = {name: inspect(model, folders[name], text, tokens, batch, jacobians, dtype,
-                               name=name if len(names) > 1 else None) for name, model in names.items()}
+                               name=name if len(names) > 1 else None, tokenizer=tokenizer)
+                 for name, model in names.items()}
     write_inspection_tables(folders, out)
     make_figure("fig9_inspect", {"inspected": out / "inspected.csv"}, out / "fig_inspect")
     return summaries
