@@ -4,8 +4,8 @@ One drawing function, ``panel_grid``, serves every figure of the kind "a quantit
 axis, one line per variant, facets"; ``plot_losses`` adds the corpus baselines and smoothing.
 A *variant* is a placement with what the grid varies within it (``pre wd=0``, ``peri dt=0.1``).
 Each placement has one colour-blind-safe hue (Okabe-Ito); variants of one placement differ by
-shade and marker. Means over seeds are drawn with a band of one standard deviation. Runs that
-did not learn are dotted, instability demonstrations dash-dotted, both named in the legend.
+shade and marker. Means over seeds are drawn with a band from the smallest to the largest seed.
+Runs that did not learn are dotted, instability demonstrations dash-dotted, both named in the legend.
 
 FIGURES maps each figure's name to its function and the tables it reads: the workflow's rules
 and the report are generated from it.
