@@ -96,3 +96,20 @@ def test_committed_figures_redraw_from_committed_tables(tmp_path, monkeypatch):
         assert p.read_bytes() == (ROOT / "figures" / p.name).read_bytes(), p.name
     for name in ("summary.md", "summary.html"):
         assert (tmp_path / "results" / name).read_text() == (ROOT / "results" / name).read_text(), name
+
+
+def test_a_figures_caption_states_its_claims_in_safe_restructuredtext():
+    """The report caption of a figure lists the verdict and numbers of each claim it shows; text
+    such as |x| cannot become reStructuredText markup (a docutils error in the report)."""
+    from docutils.core import publish_parts
+
+    from lnstab.figures import FIGURE_CLAIMS, caption_claims
+
+    claims = pd.DataFrame({"claim": ["pre_depth_faster_than_linear", "peri_depth_at_most_linear", "other"],
+                           "verdict": ["refuted", "supported", "supported"],
+                           "numbers": ["a median 0.58 [0.48, 0.65] of the top |x| *growth* of x_", "a 0.24", "x"]})
+    text = caption_claims(claims, "fig2_depth")
+    html = publish_parts(text, writer="html", settings_overrides={"halt_level": 2})["body"]  # raises on markup errors
+    assert "<strong>refuted</strong>" in html and "top |x| *growth* of x_" in html
+    assert "other" not in text and set(FIGURE_CLAIMS["fig2_depth"]) <= set(claims["claim"])
+    assert caption_claims(claims, "fig7_screen") == ""  # a figure that shows no claim

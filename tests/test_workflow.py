@@ -204,6 +204,7 @@ def test_smoke_workflow_end_to_end(smoke_local):
     with zipfile.ZipFile(tmp_path / "report.zip") as z:
         text = "\n".join(z.read(n).decode("utf-8", "replace") for n in z.namelist() if n.endswith((".html", ".js")))
     assert "System Message" not in text and "Runs that learned" in text
+    assert "This study's verdicts" in text  # the figures' captions carry their claims' numbers
 
 
 def test_workflow_files_are_snakefmt_clean():

@@ -385,3 +385,30 @@ FIGURES = {
     "fig8_wasserstein": (figure_wasserstein, ("wasserstein", "runs")),
     "fig9_inspect": (figure_inspect, ("inspected",)),
 }
+
+# the claims (lnstab.claims) whose evidence a figure draws: its report caption states their
+# verdicts with the numbers behind them (claims.csv), so the caption carries what the figure shows
+FIGURE_CLAIMS = {
+    "fig1_moments": ("pre_above_peri_trained", "wd_limits_pre", "small_dt_limits_trained_pre"),
+    "fig2_depth": ("peri_depth_at_most_linear", "pre_depth_faster_than_linear"),
+    "fig3_backward": ("small_dt_uniform_adjoints", "small_dt_uniform_grad_spread"),
+    "fig4_losses": ("peri_loss_competitive",),
+    "fig6_scale": ("pre_scale_grows_with_training",),
+}
+
+
+def _rst_text(text: str) -> str:
+    """Plain text safe inside reStructuredText (``|x|`` would be a substitution, ``*`` emphasis)."""
+    for ch in "\\|*`_":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def caption_claims(claims: pd.DataFrame, figure: str) -> str:
+    """The verdict and numbers of each claim ``figure`` shows, as a reStructuredText bullet list
+    for its report caption ('' for a figure that shows none)."""
+    rows = claims.set_index("claim")
+    lines = [f"- {_rst_text(name)}: **{rows.at[name, 'verdict']}**. {_rst_text(str(rows.at[name, 'numbers']))}"
+             for name in FIGURE_CLAIMS.get(figure, ()) if name in rows.index]
+    return ("\n\nThis study's verdicts (results/tables/claims.csv):\n\n" + "\n".join(lines)) if lines else ""
+

@@ -17,13 +17,14 @@ os.environ.update(
 import lnstab.figures
 import lnstab.stats
 from lnstab.config import ConfigError, check_batch_split, read_yaml
-from lnstab.figures import FIGURES
+from lnstab.figures import FIGURE_CLAIMS, FIGURES, caption_claims
 from lnstab.grid import expand as expand_grid, run_config
 from lnstab.study import (
     CITED_STUDIES,
     SUMMARY_TABLES,
     inspection_names,
     left_out,
+    read_table,
     record_sources,
     roundtrip_run,
 )
@@ -101,6 +102,22 @@ RUN_FILES = TRAIN_FILES + (
     if config["wasserstein"]["enabled"]
     else []
 )
+
+
+def claims_caption(figure):
+    """A params function: the verdicts and numbers of the claims ``figure`` shows, for its report
+    caption (``{{ snakemake.params.claims }}``); '' before claims.csv exists (a dry run).
+    """
+
+    def text(wildcards, input):
+        path = input.get("claims")
+        return (
+            caption_claims(read_table(path), figure)
+            if path and os.path.exists(path)
+            else ""
+        )
+
+    return text
 
 
 def table_outputs(name):

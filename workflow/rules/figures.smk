@@ -9,6 +9,12 @@ for _fig, (_, _tables) in FIGURES.items():
             _fig
         input:
             **{t: f"{RESULTS}/tables/{data_file(t)}" for t in _tables},
+            # the claims whose verdicts and numbers its report caption states (FIGURE_CLAIMS)
+            **(
+                {"claims": f"{RESULTS}/tables/claims.csv"}
+                if _fig in FIGURE_CLAIMS
+                else {}
+            ),
             code=FIGURE_CODE,
             style=FIGURE_STYLE,
         output:
@@ -18,9 +24,7 @@ for _fig, (_, _tables) in FIGURES.items():
                 category="Figures",
                 labels={
                     "figure": _fig.split("_", 1)[1],
-                    "placement": "all",
-                    "depth": "see caption",
-                    "dt": "all",
+                    "drawn from": ", ".join(_tables),
                 },
             ),
             pdf=f"{FIGDIR}/{_fig}.pdf",
@@ -32,6 +36,7 @@ for _fig, (_, _tables) in FIGURES.items():
         params:
             figure=_fig,
             style=lambda wc, input: input.style,
+            claims=claims_caption(_fig),
         script:
             "../scripts/make_figure.py"
 
