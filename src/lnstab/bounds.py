@@ -40,10 +40,11 @@ def roundoff_allowance(n_sublayers: int, width: int, context: int, dtype=torch.f
     return (n_sublayers + 2) * (2 + 4 * n ** 1.5) * UNIT_ROUNDOFF[dtype]
 
 
-def _ln_slopes(ln, d: int) -> dict[str, float]:
+def _ln_slopes(ln, d: int, gain_offset: float = 0.0) -> dict[str, float]:
     """Bounds on the moments of one LN output y = g*z + b, for any input (docs/bounds.md, F1),
-    in the units that add up under Minkowski: mean|y|, ||y||, std over entries, data-wise std."""
-    s = ln_stats(ln)
+    in the units that add up under Minkowski: mean|y|, ||y||, std over entries, data-wise std.
+    ``gain_offset``: the norm's gain is offset + weight (Gemma's RMSNorm: 1 + w)."""
+    s = ln_stats(ln, gain_offset)
     return {
         "mean_abs": s["g_rms"] + s["b_mean_abs"],
         "mean_norm": s["g_inf"] * math.sqrt(d) + s["b_norm"],
@@ -109,36 +110,51 @@ def forward_bounds(model: GPT, x0: torch.Tensor, weight_norms: dict[str, float] 
     m0 = moments(x0)
     d = x0.shape[-1]
     subs = model.sublayers()
-    K = len(subs)
     dt = subs[0].dt if subs else model.cfg.dt  # the step the model applies (Residual.dt)
-    # in "seminorm units": mean_abs, mean_norm, sqrt(var_entry), sqrt(var_data)
-    start = {q: (math.sqrt(m0[q]) if q.startswith("var") else m0[q]) for q in FORWARD_QUANTITIES}
-    out = {q: np.empty(K + 1) for q in FORWARD_QUANTITIES}
-    out["slope"] = np.full(K + 1, np.nan)
-    for q in FORWARD_QUANTITIES:
-        out[q][0] = start[q]
     max_norm = x0.double().norm(dim=-1).max().item()  # running bound on max_t ||x_t||
     known = {id(p): weight_norms[n] for n, p in model.named_parameters() if n in (weight_norms or {})}
     weighted = [k for k, r in enumerate(subs) if r.placement in ("pre", "none")]  # slopes read F's weights
     gains = dict(zip(weighted, branch_norms([subs[k] for k in weighted], known)))
+    steps = []
     for k, r in enumerate(subs, start=1):
         if r.placement in NORM_ON_SUM:  # x^(k) is a norm output (F3), whatever came before
-            for q, v in _ln_slopes(r.ln_out, d).items():
-                out[q][k] = v
-            max_norm = out["mean_norm"][k]  # F1(a) holds token by token
+            steps.append((True, _ln_slopes(r.ln_out, d)))
+            max_norm = steps[-1][1]["mean_norm"]  # F1(a) holds token by token
             continue
         if r.placement in NORM_ON_BRANCH:
             inc = _ln_slopes(r.ln_out, d)
         else:
             u_max = _ln_slopes(r.ln_in, d)["mean_norm"] if r.placement == "pre" else max_norm
-            c = branch_gain(gains[k - 1], u_max)  # per-token ||increment|| / dt
-            # (1/d)||y||_1, std over entries and data-wise std are all <= ||y|| / sqrt(d)
-            inc = {"mean_norm": c, "mean_abs": c / math.sqrt(d), "var_entry": c / math.sqrt(d),
-                   "var_data": c / math.sqrt(d)}
+            inc = increment_slopes(branch_gain(gains[k - 1], u_max), d)  # per-token ||increment|| / dt
         max_norm += dt * inc["mean_norm"]
-        out["slope"][k] = inc["mean_norm"]  # per-token bound on ||branch||
+        steps.append((False, inc))
+    return cumulative_bounds(m0, steps, dt)
+
+
+def increment_slopes(c: float, d: int) -> dict[str, float]:
+    """The slopes of a branch whose every token has ||F|| <= c: (1/d)||y||_1, the std over
+    entries and the data-wise std are all <= ||y|| / sqrt(d)."""
+    return {"mean_norm": c, "mean_abs": c / math.sqrt(d), "var_entry": c / math.sqrt(d), "var_data": c / math.sqrt(d)}
+
+
+def cumulative_bounds(m0: dict[str, float], steps: list[tuple[bool, dict[str, float]]], dt: float
+                      ) -> dict[str, np.ndarray]:
+    """Bounds on the moments of x^(k), k = 0..K, from the measured moments ``m0`` of x^(0) and one
+    step per sub-layer, (on_sum, slopes): on a norm's output (F3) x^(k) is bounded by its slopes
+    alone; otherwise x^(k) = x^(k-1) + dt * branch, and Minkowski adds dt times the branch's
+    slopes (seminorm units: mean|x|, ||x||, std over entries, data-wise std). Returned as the
+    moments themselves (variances squared back), and ``slope``: the per-token bound on the branch
+    (NaN at k = 0 and on a norm on the sum, which has no weight-free one)."""
+    K = len(steps)
+    out = {q: np.empty(K + 1) for q in FORWARD_QUANTITIES}
+    out["slope"] = np.full(K + 1, np.nan)
+    for q in FORWARD_QUANTITIES:
+        out[q][0] = math.sqrt(m0[q]) if q.startswith("var") else m0[q]
+    for k, (on_sum, slopes) in enumerate(steps, start=1):
         for q in FORWARD_QUANTITIES:
-            out[q][k] = out[q][k - 1] + dt * inc[q]
+            out[q][k] = slopes[q] if on_sum else out[q][k - 1] + dt * slopes[q]
+        if not on_sum:
+            out["slope"][k] = slopes["mean_norm"]
     for q in ("var_entry", "var_data"):
         out[q] = out[q] ** 2
     return out

@@ -10,6 +10,7 @@ file's records are verified on reading (lnstab.runfolder.read_checkpoint).
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -122,3 +123,24 @@ def finish(run) -> dict:
     run.log(learned_line(run.out.name, summary["final_val_loss"], run.corpus.train, run.corpus.val,
                          run.cfg.model.vocab_size))
     return summary
+
+
+def trained_model(folder, meta_path):
+    """(config, model, corpus) of a run's final checkpoint, on the thread count the run trained
+    with (the bytes of what is measured then do not follow the environment)."""
+    import torch
+
+    from .config import load_config
+    from .data import load_corpus
+    from .model import GPT
+    from .runfolder import read_checkpoint
+
+    meta = json.loads(Path(meta_path).read_text())
+    ck = read_checkpoint(Path(folder) / "ckpt.pt")
+    cfg = load_config(base=ck["config"])
+    torch.set_num_threads(cfg.train.threads)
+    model = GPT(cfg.model)
+    model.load_state_dict(ck["model"])
+    corpus = load_corpus(cfg.data, cfg.model.vocab_size, {"fingerprint": meta["fingerprint"],
+                                                         "max_token": meta["max_token"]})
+    return cfg, model, corpus

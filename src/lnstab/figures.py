@@ -412,3 +412,10 @@ def caption_claims(claims: pd.DataFrame, figure: str) -> str:
              for name in FIGURE_CLAIMS.get(figure, ()) if name in rows.index]
     return ("\n\nThis study's verdicts (results/tables/claims.csv):\n\n" + "\n".join(lines)) if lines else ""
 
+
+def make_figure(name: str, tables: dict[str, str | Path], out_stem, style=None) -> list[Path]:
+    """One figure of FIGURES from its tables {name: file}, in ``style`` (an mplstyle file; default
+    lnstab's), as PNG and PDF."""
+    use_style(style)
+    fn, inputs = FIGURES[name]
+    return save(fn(**{t: pd.read_csv(tables[t]) for t in inputs}), out_stem)

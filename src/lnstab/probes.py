@@ -76,10 +76,12 @@ def param_location(name: str) -> tuple[str, int, int]:
     return ".".join(parts[2:]), layer, k
 
 
-def ln_stats(ln) -> dict[str, float]:
-    """The LN parameters the forward bounds read (docs/bounds.md, F1)."""
-    g = ln.weight.detach().double()
-    b = ln.bias.detach().double() if ln.bias is not None else torch.zeros_like(g)
+def ln_stats(ln, gain_offset: float = 0.0) -> dict[str, float]:
+    """The LN parameters the forward bounds read (docs/bounds.md, F1); the gain is
+    ``gain_offset`` + weight (Gemma's RMSNorm stores w of the gain 1 + w)."""
+    g = ln.weight.detach().double() + gain_offset
+    bias = getattr(ln, "bias", None)  # RMSNorm has none (transformers: no attribute at all)
+    b = bias.detach().double() if bias is not None else torch.zeros_like(g)
     return {
         "g_inf": g.abs().max().item(),
         "g_rms": g.norm().item() / math.sqrt(g.numel()),

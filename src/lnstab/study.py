@@ -20,6 +20,8 @@ from .grid import expand, run_config
 from .io import write_bytes, write_json, write_text
 from .collect import collect
 from .lineage import sha256
+from .checkpoint import trained_model
+from .figures import make_figure
 from .tables import COLLECTED, data_file, write_table
 
 
@@ -200,27 +202,6 @@ def run_screen(config, overrides: list[str], block: str | None, out, tables_dir=
     return tables["verdicts"]
 
 
-def trained_model(folder, meta_path):
-    """(config, model, corpus) of a run's final checkpoint, on the thread count the run trained
-    with (the bytes of what is measured then do not follow the environment)."""
-    import torch
-
-    from .config import load_config
-    from .data import load_corpus
-    from .model import GPT
-    from .runfolder import read_checkpoint
-
-    meta = json.loads(Path(meta_path).read_text())
-    ck = read_checkpoint(Path(folder) / "ckpt.pt")
-    cfg = load_config(base=ck["config"])
-    torch.set_num_threads(cfg.train.threads)
-    model = GPT(cfg.model)
-    model.load_state_dict(ck["model"])
-    corpus = load_corpus(cfg.data, cfg.model.vocab_size, {"fingerprint": meta["fingerprint"],
-                                                         "max_token": meta["max_token"]})
-    return cfg, model, corpus
-
-
 def run_wasserstein(folder, meta_path, out_csv, sequences: int = 16) -> pd.DataFrame:
     """The Wasserstein sensitivity of one run's final model (lnstab.wasserstein): ``sequences``
     validation sequences against noise-perturbed copies and against as many sequences of the
@@ -290,37 +271,10 @@ def make_claims_table(runs_csv, tables_dir) -> pd.DataFrame:
     return claims
 
 
-def make_figure(name: str, tables: dict[str, str | Path], out_stem, style=None) -> list[Path]:
-    """One figure of FIGURES from its tables {name: file}, in ``style`` (an mplstyle file; default
-    lnstab's), as PNG and PDF."""
-    from .figures import FIGURES, save, use_style
-
-    use_style(style)
-    fn, inputs = FIGURES[name]
-    return save(fn(**{t: read_table(tables[t]) for t in inputs}), out_stem)
-
-
 # committed studies whose claims a summary cites where its own study does not decide them
 CITED_STUDIES = ("results/tuning", "results/extended")
 SUMMARY_TABLES = ("baselines", "runs", "losses", "claims", "demonstrations", "software_checks", "dt_ablation",
                   "tightness", "screen_verdicts", "wasserstein", "inspected_models")
-
-
-def inspection_names(models: list[str]) -> dict[str, str]:
-    """Output folder name -> model of ``inspect.models``: a folder by its last component, a cached
-    model name with its slash as ``--`` (``openai-community/gpt2`` -> ``openai-community--gpt2``)."""
-    import re
-
-    names = {}
-    for model in models:
-        local = os.path.isdir(model) or model.startswith((".", "/", "~"))
-        name = os.path.basename(os.path.normpath(model)) if local else model.replace("/", "--")
-        name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
-        if name in names or name.startswith("export-"):
-            raise ConfigError(f"inspect.models: {model!r} and {names.get(name, 'the exported run')!r} would "
-                              f"both be written to inspect/{name}: save one under another folder name")
-        names[name] = model
-    return names
 
 
 def roundtrip_run(values: dict | None, runs: dict[str, dict], base: dict) -> str | None:

@@ -4,7 +4,8 @@ import sys
 from pathlib import Path
 
 from lnstab import lineage
-from lnstab.study import make_figure, redirect_output
+from lnstab.figures import make_figure
+from lnstab.study import redirect_output
 
 if "snakemake" in globals():
     redirect_output(snakemake.log[0])
