@@ -51,12 +51,13 @@ def main(argv: list[str] | None = None) -> int:
                     "lnstab.screen.SCREEN_BASE; at least 1)")
     sc.add_argument("--block", metavar="MODULE:CLASS", help="your own residual sub-layer (lnstab.model.Residual's interface)")
     sc.add_argument("--out", default="results/screen", help="folder for the tables, the figure and the runs")
-    ins = sub.add_parser("inspect", help="probe a pretrained decoder's checkpoint folder (transformers' "
-                         "save_pretrained: GPT-2, Llama, Qwen, Mistral, OLMo 2, Gemma 2/3, OPT, GPT-NeoX) as a "
-                         "training run's final probe: probes.csv, bounds.csv, summary.json, and the inspected "
-                         "tables and fig_inspect (Figure 1's layout) of every model given")
-    ins.add_argument("model", nargs="+", help="folder written by save_pretrained, or a name in the local "
-                     "transformers cache (nothing is downloaded); several: each in OUT/<name>/")
+    ins = sub.add_parser("inspect", help="probe a trained Transformer (transformers' save_pretrained folder or a "
+                         "GGUF file: GPT-2, Llama, Qwen, Mistral, OLMo 2, Gemma 2/3, OPT, GPT-NeoX, BERT) as a "
+                         "training run's final probe: probes.csv, bounds.csv, stream.csv, summary.json, and the "
+                         "inspected tables and fig_inspect (Figure 1's layout) of every model given")
+    ins.add_argument("model", nargs="+", help="an installed model (smollm2-135m, gemma3-270m, minilm-l6), a folder "
+                     "written by save_pretrained, a .gguf file, or a name in the local transformers cache (nothing "
+                     "is downloaded); several: each in OUT/<name>/")
     ins.add_argument("--text", metavar="FILE", help="UTF-8 text to measure on (default: the built-in corpus's "
                      "validation split)")
     ins.add_argument("--tokenizer", metavar="MODEL", help="a folder or cached name whose tokenizer to use "
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     ins.add_argument("--tokens", type=int, default=256, help="tokens per sequence (default 256)")
     ins.add_argument("--batch", type=int, default=2, help="sequences (default 2)")
     ins.add_argument("--jacobians", action="store_true", help="also the sub-layers' Jacobian estimates (GPT-2; slower)")
+    ins.add_argument("--quantise", metavar="FORMATS", default="", help="comma-separated GGUF formats (Q8_0, Q5_0, "
+                     "Q4_1, Q4_K): a float32 model measured again with its weights quantised to each "
+                     "(quantisation.csv)")
     ins.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16 (families other than GPT-2)")
     ins.add_argument("--out", required=True, help="output folder")
     fg = sub.add_parser("figures", help="redraw every figure and the summary of a study from its tables "
@@ -177,7 +181,13 @@ def inspect(args) -> int:
                 text = open(args.text, encoding="utf-8").read()
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError(f"--text {args.text}: {getattr(e, 'strerror', None) or e}") from None
-        inspect_models(args.model, args.out, text, args.tokens, args.batch, args.jacobians, args.dtype, args.tokenizer)
+        from .pretrained.quantise import FORMATS
+
+        quantise = tuple(f for f in args.quantise.split(",") if f)
+        if bad := [f for f in quantise if f not in FORMATS]:
+            raise ConfigError(f"--quantise: {bad[0]!r} is not one of {', '.join(FORMATS)}")
+        inspect_models(args.model, args.out, text, args.tokens, args.batch, args.jacobians, args.dtype, args.tokenizer,
+                       quantise)
     except ConfigError as e:
         print(f"lnstab inspect: {e}", file=sys.stderr)
         return 2

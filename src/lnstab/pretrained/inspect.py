@@ -351,20 +351,67 @@ def measure_hooked(model, fam: Family, x, y, bos: bool, out: Path, say) -> dict:
     for r in rows:
         r["point"], r["layer"] = point_of(r["sublayer"])
     finite = all(bool(torch.isfinite(h).all()) for h in hidden)
-    write_csv(out / "stream.csv", pd.DataFrame(stream_table_rows(result, x, bos) if finite else [],
-                                               columns=STREAM_COLUMNS))
+    stream = pd.DataFrame(stream_table_rows(result, x, bos) if finite else [], columns=STREAM_COLUMNS)
+    write_csv(out / "stream.csv", stream)
     write_csv(out / "gains.csv", pd.DataFrame(gain_rows(model, fam.layers, fam.gain_offset), columns=GAIN_COLUMNS))
     depth = {g: depth_statistics(result, idx) for g, idx in groups(x.shape[0], bos).items()} if finite else {}
     for g, s in depth.items():
         say(f"sequences {g}: depth exponent {s['depth_exponent']:.2f} [{s['depth_exponent_low']:.2f}, "
             f"{s['depth_exponent_high']:.2f}], {s['forward']}; adjoint factor {s['adjoint_step']:.3f}, {s['backward']}")
     bounds = family_bound_rows(model, fam, hidden) if finite else []
-    return {**result, "rows": rows, "bound_rows": bounds, "depth": depth}
+    return {**result, "rows": rows, "bound_rows": bounds, "depth": depth, "stream": stream}
+
+
+# the statistics whose change under quantisation is reported (relative to the float32 model's)
+QUANTISED_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm", "median_token_norm", "top_token_norm",
+                        "max_abs", "dim_max_over_median", "adjoint_norm")
+QUANTISATION_COLUMNS = ["format", "tensors", "quantity", "points", "max_rel_change", "median_rel_change"]
+
+
+def quantisation_effect(model, fam: Family, x, y, bos: bool, base: dict, formats, out: Path, say) -> dict:
+    """Each format's effect on the model's statistics: the model's weights round-tripped through it
+    (``quantise``), measured on the same sequences; per quantity of QUANTISED_QUANTITIES the
+    largest and median relative change over points and groups, and how often the massive
+    activation's dimension moved (quantisation.csv); per format the largest change of the
+    moments, of any statistic, and the change of the depth exponent (the summary)."""
+    from .quantise import quantised_copy
+
+    rows, effect = [], {}
+    keys = ["sequences", "point", "sublayer", "quantity"]
+    for fmt in formats:
+        q, used = quantised_copy(model, fmt)
+        res = probe_hooked(q, fam, x, y)
+        got = pd.DataFrame(stream_table_rows(res, x, bos), columns=STREAM_COLUMNS)
+        both = base["stream"].merge(got, on=keys, suffixes=("", "_q"))
+        tensors = " ".join(f"{k}:{v}" for k, v in used.items())
+        for qty in (*QUANTISED_QUANTITIES, "max_abs_dim"):
+            b = both[both["quantity"] == qty]
+            if qty == "max_abs_dim":
+                moved = float((b["value"] != b["value_q"]).mean())
+                rows.append({"format": fmt, "tensors": tensors, "quantity": "max_abs_dim_moved", "points": len(b),
+                             "max_rel_change": moved, "median_rel_change": moved})
+                continue
+            rel = ((b["value_q"] - b["value"]).abs() / b["value"].abs()).replace([float("inf")], float("nan"))
+            rows.append({"format": fmt, "tensors": tensors, "quantity": qty, "points": len(b),
+                         "max_rel_change": float(rel.max()), "median_rel_change": float(rel.median())})
+        mine = [r for r in rows if r["format"] == fmt]
+        moments = [r["max_rel_change"] for r in mine if r["quantity"] in ("mean_abs", "var_entry", "var_data", "mean_norm")]
+        depth = depth_statistics(res, groups(x.shape[0], bos)["all"])
+        effect[fmt] = {"tensors": tensors, "moments_max_rel_change": max(moments),
+                       "any_statistic_max_rel_change": max(r["max_rel_change"] for r in mine
+                                                           if r["quantity"] in QUANTISED_QUANTITIES),
+                       "depth_exponent_change": depth["depth_exponent"] - base["depth"]["all"]["depth_exponent"],
+                       "loss_change": res["loss"] - base["loss"]}
+        say(f"quantised to {fmt} ({tensors}): moments change by at most {max(moments):.2%}, "
+            f"depth exponent by {effect[fmt]['depth_exponent_change']:+.4f}")
+    write_csv(out / "quantisation.csv", pd.DataFrame(rows, columns=QUANTISATION_COLUMNS))
+    return effect
 
 
 def inspect(model_path: str | Path, out: str | Path, text: str | None = None, tokens: int = 256, batch: int = 2,
             jacobians: bool = False, dtype: str = "float32", verbose: bool = True, sequences=None,
-            probe_config=None, name: str | None = None, tokenizer: str | Path | None = None) -> dict:
+            probe_config=None, name: str | None = None, tokenizer: str | Path | None = None,
+            quantise: tuple[str, ...] = ()) -> dict:
     """Probe a trained checkpoint on ``batch`` windows of ``tokens`` tokens of ``text`` (or on
     ``sequences``, a pair (x, y) of token tensors), as a training run's final probe; writes
     probes.csv, bounds.csv, summary.json and provenance.json to ``out``. The GPT-2 family gets every
@@ -372,7 +419,9 @@ def inspect(model_path: str | Path, out: str | Path, text: str | None = None, to
     final probe; by default float32 bounds, Jacobians with ``jacobians``). Other families: the
     stream through hooks, each window also behind the model's BOS token where it has one,
     stream.csv and gains.csv, the bounds proven for the family (bounds.csv is empty for those
-    without one, and the summary says so), a decoder's loss on a second text."""
+    without one, and the summary says so), a decoder's loss on a second text; with ``quantise``
+    (formats of ``quantise.FORMATS``) a float32 model's statistics again with its weights
+    quantised (quantisation.csv)."""
     from ..config import ProbeConfig
 
     t0 = time.perf_counter()
@@ -415,6 +464,9 @@ def inspect(model_path: str | Path, out: str | Path, text: str | None = None, to
     else:
         result = measure_hooked(model, fam, x, y, bos is not None, out, say)
         extra["depth"] = result["depth"]
+        if quantise and path.suffix != ".gguf" and all(torch.isfinite(h).all() for h in result["hidden"]):
+            extra["quantisation_effect"] = quantisation_effect(model, fam, x, y, bos is not None, result, quantise,
+                                                               out, say)
         if not fam.encoder and own_windows:
             extra["texts"] = {"corpus" if text is None else "text": loss_by_group(result["losses"], y, bos is not None),
                               **second_text_losses(model, path, hf_config, x.shape[1], batch, bos, tokenizer)}
@@ -476,7 +528,7 @@ def provenance_record(path: Path, hf_config, short: str | None) -> dict:
 
 
 def inspect_models(models: list[str], out: str | Path, text: str | None = None, tokens: int = 256, batch: int = 2,
-                   jacobians: bool = False, dtype: str = "float32", tokenizer=None) -> dict[str, dict]:
+                   jacobians: bool = False, dtype: str = "float32", tokenizer=None, quantise=()) -> dict[str, dict]:
     """``lnstab inspect``: each model inspected (one: into ``out``; several: into out/<name>/, named
     as the workflow names them), then the inspected tables and fig_inspect of all of them in
     ``out``. {name: summary}."""
@@ -488,7 +540,7 @@ def inspect_models(models: list[str], out: str | Path, text: str | None = None, 
     folders = {name: out if len(names) == 1 else out / name for name in names}
     # one model is recorded by its folder, as before; several by their names
     summaries = {name: inspect(model, folders[name], text, tokens, batch, jacobians, dtype,
-                               name=name if len(names) > 1 else None, tokenizer=tokenizer)
+                               name=name if len(names) > 1 else None, tokenizer=tokenizer, quantise=quantise)
                  for name, model in names.items()}
     write_inspection_tables(folders, out)
     make_figure("fig9_inspect", {"inspected": out / "inspected.csv"}, out / "fig_inspect")

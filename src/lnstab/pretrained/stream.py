@@ -42,8 +42,8 @@ def groups(n_sequences: int, bos: bool) -> dict[str, list[int]]:
 
 def point_rows(x: torch.Tensor, adjoint: torch.Tensor | None, ids: torch.Tensor, k: int, point: str | None = None
                ) -> list[dict]:
-    """Rows of one point x (B, T, d) of one group: the moments, median and top token norm, the
-    largest |x| with its position, token id and dimension, the largest dimension's max |x| over
+    """Rows of one point x (B, T, d) of one group: the moments and the largest |x| (``moments``),
+    median and top token norm, where the largest |x| sits (position, token id, dimension), the largest dimension's max |x| over
     the median dimension's, and the adjoint norm."""
     name, layer = point_of(k)
     name = point or name
@@ -57,7 +57,7 @@ def point_rows(x: torch.Tensor, adjoint: torch.Tensor | None, ids: torch.Tensor,
     b, t, j = flat // (T * d), (flat // d) % T, flat % d
     per_dim = absx.reshape(-1, d).amax(0)
     values = {"median_token_norm": norms.median().item(), "top_token_norm": norms.max().item(),
-              "max_abs": absx.max().item(), "max_abs_position": t, "max_abs_token": int(ids[b, t]),
+              "max_abs_position": t, "max_abs_token": int(ids[b, t]),
               "max_abs_dim": j, "dim_max_over_median": (per_dim.max() / per_dim.median()).item()}
     if adjoint is not None:
         values["adjoint_norm"] = adjoint.double().norm().item()
