@@ -250,9 +250,13 @@ def test_a_family_is_detected_and_its_stream_is_transformers_own(tmp_path, name)
         want = states[layer].double().norm(dim=-1).mean().item()
         assert mean_norm[2 * layer] == pytest.approx(want, rel=1e-5), layer
     bounds = pd.read_csv(tmp_path / "out" / "bounds.csv")
-    if placement in ("peri", "output", "post") and name != "opt-post":  # proven from the norms (docs/bounds.md)
-        assert len(bounds) == 4 * 7 and not bounds["violation"].any()
-        assert s["bound_checks"] == (0 if placement == "post" else 4 * 6)
+    from lnstab.pretrained import FAMILIES
+
+    fam = FAMILIES[name.split("-")[0]]
+    if (fam.step_norms or fam.input_norms) and name != "opt-post":  # proven (docs/bounds.md, F2, F3, F10)
+        branch_rows = 6 if fam.input_norms else 0  # F10 checks each branch against its slope
+        assert len(bounds) == 4 * 7 + branch_rows and not bounds["violation"].any()
+        assert s["bound_checks"] == (0 if placement == "post" else 4 * 6 + branch_rows)
     else:  # no bound proven for the family's branches: none reported, and the summary says so
         assert len(bounds) == 0 and s["bounds"].startswith("none proven")
 

@@ -113,6 +113,34 @@ def test_the_output_norm_bound_holds_on_adversarial_weights(name):
     assert max(r["ratio"] for r in checks) > 0.05  # not vacuous on these weights
 
 
+@pytest.mark.parametrize("name", ["llama", "qwen2"])
+def test_the_gated_pre_ln_bound_holds_and_can_fail(name):
+    """F10 on adversarial weights (every matrix scaled by 30, gains of both signs): every moment
+    and every branch's largest norm within its bound; the same stream against the bound with the
+    value maps' norms left out (a head that contributed nothing) is violated."""
+    from lnstab.pretrained import bounds as fb
+
+    if name not in TINY:
+        TINY[name] = ("Qwen2Config", "Qwen2ForCausalLM", {**SMALL, "num_key_value_heads": 2})
+    model = tiny(name, seed=6)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.ndim == 2 and "embed" not in n:
+                p.mul_(30)
+    fam = family(model.config)
+    hidden = probe_hooked(model, fam, ids(), ids())["hidden"]
+    rows = family_bound_rows(model, fam, hidden)
+    checks = [r for r in rows if r["kind"] == "check"]
+    assert len(checks) == 4 * 6 + 6 and not any(r["violation"] for r in checks)
+    assert max(r["ratio"] for r in checks if r["quantity"] == "branch_norm_max") > 1e-3
+    real = fb.gated_pre_slopes
+    fb.gated_pre_slopes = lambda *a: [c * 1e-6 for c in real(*a)]  # a wrong derivation: far too small
+    try:
+        assert any(r["violation"] for r in family_bound_rows(model, fam, hidden))
+    finally:
+        fb.gated_pre_slopes = real
+
+
 def test_the_output_norm_bound_fails_when_it_reads_the_wrong_norms():
     """The check can fail: the same stream against the bound of the input norms (gains shrunk to
     0.01) rather than the output norms is violated."""

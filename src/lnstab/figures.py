@@ -201,22 +201,62 @@ def _deepest_learned(runs: pd.DataFrame) -> int:
 
 
 # -- the figures -----------------------------------------------------------------------------
-def figure_moments(probes: pd.DataFrame, bounds: pd.DataFrame, runs: pd.DataFrame):
-    """Figure 1 (the paper's Figure 1 layout): hidden-state moments against the layer index for
-    the deepest trained model, each with its proven bound (dashed)."""
+def study_profiles(probes: pd.DataFrame, bounds: pd.DataFrame, runs: pd.DataFrame, qs) -> tuple[pd.DataFrame, int]:
+    """(the final step's rows of ``qs`` at every hidden point of the deepest trained models, with
+    their proven bound, variant and kind; that depth)."""
     L = _deepest_learned(runs)
     final = at_last_step(probes[(probes["n_layer"] == L) & probes["point"].isin(HIDDEN_POINTS)])
-    qs = ["mean_abs", "var_entry", "var_data"]
     prof = final[final["quantity"].isin(qs)].merge(
         bounds[RUN_KEYS + ["step", "sublayer", "quantity", "bound"]], on=RUN_KEYS + ["step", "sublayer", "quantity"],
         how="left")
-    prof = add_variant(prof, runs)
+    return add_variant(prof, runs), L
+
+
+def figure_moments(probes: pd.DataFrame, bounds: pd.DataFrame, runs: pd.DataFrame):
+    """Figure 1 (the paper's Figure 1 layout): hidden-state moments against the layer index for
+    the deepest trained model, each with its proven bound (dashed)."""
+    qs = ["mean_abs", "var_entry", "var_data"]
+    prof, L = study_profiles(probes, bounds, runs, qs)
     # the paper's selection: Pre-LN and Post-LN at the plain step dt = 1, Peri-LN at every dt
     dmax = prof["dt"].max()
     prof = prof[((prof["placement"] == "peri") | (prof["dt"] == dmax)) & (prof["kind"] != "not learned")]
     return panel_grid(prof, "sublayer", None, "quantity", {None: AT_POINT}, MOMENT_LABELS.get,
                       "layer index $k$ (sub-layers)", bound="bound", sharey=False, col_order=qs, panel_w=3.4,
                       title=f"Hidden-state moments of trained {L}-block models (final step)")
+
+
+REAL_PLACEMENTS = ("pre", "peri", "post")
+
+
+def figure_real_models(inspected_stream: pd.DataFrame, inspected: pd.DataFrame, probes: pd.DataFrame,
+                       bounds: pd.DataFrame, runs: pd.DataFrame):
+    """Figure 1 on real trained Transformers: the three moments of the stream against the depth
+    k / K, for each placement its real model(s) (all sequences, before the final norm) beside the
+    study's deepest trained models at dt 1, each moment relative to its own value at x^(0) (the
+    embeddings: the scales of a width-32 model and a width-640 one differ), with the proven bound
+    (dashed, in the same units) where the family has one."""
+    qs = ["mean_abs", "var_entry", "var_data"]
+    real = inspected_stream[(inspected_stream["sequences"] == "all") & (inspected_stream["point"] != "sum")
+                            & inspected_stream["quantity"].isin(qs)]
+    real = real.merge(inspected[["name", "sublayer", "quantity", "bound"]], on=["name", "sublayer", "quantity"],
+                      how="left")
+    real = real.assign(variant=real["placement"] + " " + real["name"], kind="learned", seed=0)
+    prof, L = study_profiles(probes, bounds, runs, qs)
+    prof = prof[(prof["dt"] == prof["dt"].max()) & (prof["kind"] == "learned")]
+    prof = prof.assign(variant=prof["variant"] + f" ({L} blocks, this study)",
+                       depth=prof["sublayer"] / prof["sublayer"].max())
+    df = pd.concat([real, prof], ignore_index=True)
+    df = df[df["placement"].isin(REAL_PLACEMENTS)]
+    keys = ["variant", "seed", "quantity"]
+    start = df[df["sublayer"] == 0].set_index(keys)["value"].rename("start")
+    df = df.join(start, on=keys)
+    df["value"], df["bound"] = df["value"] / df["start"], df["bound"] / df["start"]
+    names = {"pre": "Pre-LN", "peri": "Peri-LN", "post": "Post-LN"}
+    return panel_grid(df, "depth", "quantity", "placement",
+                      {q: f"{MOMENT_LABELS[q]}\nrelative to $x^{{(0)}}$" for q in qs}, names.get,
+                      "depth $k / K$ (sub-layers)", bound="bound", sharey="row", col_order=list(REAL_PLACEMENTS),
+                      panel_w=3.0, panel_h=2.0, integer_x=False,
+                      title="Real trained Transformers beside this study's models: hidden-state moments over depth")
 
 
 def figure_depth(runs: pd.DataFrame):
@@ -384,6 +424,7 @@ FIGURES = {
     "fig7_screen": (figure_screen, ("screen_sublayers", "screen_verdicts")),
     "fig8_wasserstein": (figure_wasserstein, ("wasserstein", "runs")),
     "fig9_inspect": (figure_inspect, ("inspected",)),
+    "fig10_real_models": (figure_real_models, ("inspected_stream", "inspected", "probes", "bounds", "runs")),
 }
 
 # the claims (lnstab.claims) whose evidence a figure draws: its report caption states their

@@ -274,7 +274,8 @@ def make_claims_table(runs_csv, tables_dir) -> pd.DataFrame:
 # committed studies whose claims a summary cites where its own study does not decide them
 CITED_STUDIES = ("results/tuning", "results/extended")
 SUMMARY_TABLES = ("baselines", "runs", "losses", "claims", "demonstrations", "software_checks", "dt_ablation",
-                  "tightness", "screen_verdicts", "wasserstein", "inspected_models")
+                  "tightness", "screen_verdicts", "wasserstein", "inspected_models", "inspected_real",
+                  "inspected_depth", "inspected_quantisation")
 
 
 def roundtrip_run(values: dict | None, runs: dict[str, dict], base: dict) -> str | None:
@@ -308,9 +309,13 @@ def left_out(config: dict) -> tuple[str, ...]:
         out += ("screen_verdicts", "screen_sublayers", "fig7_screen")
     if not config.get("wasserstein", {}).get("enabled", True):
         out += ("wasserstein", "fig8_wasserstein")
+    from .tables import INSPECTION_TABLES
+
     inspect = config.get("inspect", {})
     if not inspect.get("models") and not inspect.get("roundtrip"):
-        out += ("inspected", "inspected_models", "fig9_inspect")
+        out += (*INSPECTION_TABLES, "fig9_inspect")
+    if not inspect.get("models"):
+        out += ("fig10_real_models",)
     return out
 
 

@@ -19,6 +19,8 @@ FIGURE_MAP = {
     "fig8_wasserstein": "the uncertainty-quantification section (Wasserstein sensitivity of the flow)",
     "fig9_inspect": "Figure 1's layout for checkpoints measured by `lnstab inspect` (the study's own export, "
                     "and the pretrained models of `inspect.models`)",
+    "fig10_real_models": "Figure 1 on real trained Transformers (SmolLM2, Gemma 3, MiniLM) beside this study's "
+                         "models, relative to the embeddings",
 }
 
 CAVEAT = ("The bounds are this package's own derivations (docs/bounds.md), not the paper's theorems, "
@@ -163,6 +165,62 @@ def _inspected(models: pd.DataFrame) -> list[str]:
     return out
 
 
+def _f(v, fmt=".3g") -> str:
+    return "-" if v is None or v != v else format(v, fmt)
+
+
+def _real_models(real: pd.DataFrame, depth: pd.DataFrame, quant: pd.DataFrame) -> list[str]:
+    """The real trained Transformers: one paragraph of numbers per model, the quantisation effect,
+    and what comparing them can and cannot show."""
+    out = ["Three trained Transformers that installed packages carry, one per placement, measured by "
+           "`lnstab inspect` on windows of the corpus's validation split (each window also behind the model's "
+           "BOS token: the two groups are reported apart in results/tables/inspected_depth.md). Depth exponent: "
+           "a of mean|x^(k)| ~ k^a along the model's own stream (k = 1..K), with its 95% interval over the "
+           "sequences; the verdict's words are the screen's (docs/screen.md). Losses in nats per token, next to "
+           "the unigram entropy of the same target tokens (the best context-free model fitted on them).", ""]
+    for r in real.itertuples(index=False):
+        loss = ("an encoder: no next-token loss (the adjoints are those of a fixed random functional of its "
+                "mean-pooled output)" if r.loss_corpus_bos != r.loss_corpus_bos else
+                f"loss on the corpus {_f(r.loss_corpus_bos)} behind BOS and {_f(r.loss_corpus_no_bos)} without "
+                f"(unigram {_f(r.unigram_corpus)}), on CPython's licence {_f(r.loss_licence_bos)} and "
+                f"{_f(r.loss_licence_no_bos)} (unigram {_f(r.unigram_licence)})")
+        bound = (f"largest measured/bound {_f(r.max_ratio)} over {r.bound_checks} checks, "
+                 f"{r.bound_violations} violations" if r.bound_checks else
+                 "its bound rows restate the normalisation (Post-LN: not counted as checks)" if r.placement == "post"
+                 else "no bound proven for its attention and MLP (docs/bounds.md, 'Real models')")
+        where = (f"at x^({r.massive_sublayer}), position {r.massive_position} of its sequence, token id "
+                 f"{r.massive_token}, dimension {r.massive_dim}")
+        sums = (f"; on the sums before its LayerNorms the same ratio reaches {_f(r.massive_ratio_sum, '.0f')}"
+                if r.massive_ratio_sum == r.massive_ratio_sum and r.massive_ratio_sum is not None else "")
+        q = quant[(quant["quantity"] == "mean_abs") & (quant["name"] == r.name)]
+        out += [f"- **{r.name}** ({r.placement}-LN, {r.norm}, {r.n_layer} layers x {r.d_model}, "
+                f"{r.n_params / 1e6:.0f} M parameters, stored as {r.quantisation}; licence {r.licence}): {loss}. "
+                f"Depth exponent {_f(r.depth_exponent)} [{_f(r.depth_exponent_low)}, {_f(r.depth_exponent_high)}]: "
+                f"{r.forward}; adjoint factor per sub-layer {_f(r.adjoint_step, '.3f')}: {r.backward}. {bound}. "
+                f"Massive activation: largest dimension {_f(r.massive_ratio, '.0f')}x the median one, {where}{sums}. "
+                f"The gains of the norms that set a sub-layer's size grow {_f(r.gain_growth)}x from the first layer "
+                f"to the last. Measured in {r.seconds:.0f} s, peak {r.peak_rss_gib:.1f} GiB."]
+    if len(quant):
+        moments = quant[quant["quantity"].isin(["mean_abs", "var_entry", "var_data", "mean_norm"])]
+        q = moments.groupby(["name", "format", "tensors"])["max_rel_change"].max().reset_index()
+        adj = quant[quant["quantity"] == "adjoint_norm"].set_index(["name", "format"])["max_rel_change"]
+        q["adjoint_norm"] = [adj.get((n, f)) for n, f in zip(q["name"], q["format"])]
+        q = q.rename(columns={"max_rel_change": "moments: largest relative change",
+                              "adjoint_norm": "adjoint: largest relative change"})
+        out += ["", "Quantisation is a change of weights. Its size, measured on the float32 model with its "
+                "matrices round-tripped through each format (every point, group and moment; "
+                "results/tables/inspected_quantisation.md), is the uncertainty to read next to the GGUF models' "
+                "numbers (SmolLM2: Q4_1; Gemma 3: Q5_0, Q4_K, Q6_K, Q8_0):", "",
+                q.to_markdown(index=False, floatfmt=".3g")]
+    out += ["", "What comparing these models can show: for each, whether its own stream grows faster than "
+            "linearly along its depth, where its massive activations sit, that this package's bounds hold on its "
+            "weights. What it cannot: that the placement causes a difference between them. They differ in size "
+            "(6 to 30 layers, 22 M to 268 M parameters), data, tokenizer, training recipe and objective (MiniLM "
+            "is an encoder trained for sentence embeddings), and Gemma's output-norm gains are themselves "
+            "trained; one model per placement is one sample, not a comparison of placements."]
+    return out
+
+
 def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
                      others: dict[str, pd.DataFrame] | None = None) -> str:
     """The page; ``others``: study summary path -> that study's claims table (cited where this
@@ -225,13 +283,16 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
           ["This study has no Wasserstein stage (`wasserstein.enabled: false`); the default study's is in "
            "results/summary.md and results/tables/wasserstein.md."]),
         "",
+        *(["## Real models", "", *_real_models(tables["inspected_real"], tables.get("inspected_depth"),
+                                                 tables["inspected_quantisation"]), ""]
+          if "inspected_real" in tables and len(tables["inspected_real"]) else []),
         *(["## Inspected checkpoints", "", *_inspected(tables["inspected_models"]), ""]
           if "inspected_models" in tables else []),
         "## Figures and the paper's figures they mirror",
         "",
         *[f"- [{name}]({figdir}/{name}.png): {what}" for name, what in FIGURE_MAP.items()
           if {"fig7_screen": "screen_verdicts", "fig8_wasserstein": "wasserstein",
-              "fig9_inspect": "inspected_models"}.get(name, "runs") in tables],
+              "fig9_inspect": "inspected_models", "fig10_real_models": "inspected_real"}.get(name, "runs") in tables],
         "",
         "## Caveat",
         "",

@@ -42,7 +42,14 @@ TABLES = {
     "screen_verdicts": ("csv", "md"),
     "inspected": ("csv",),
     "inspected_models": ("csv", "md"),
+    "inspected_real": ("csv", "md"),  # the real models: one row each (the summary's "Real models")
+    "inspected_depth": ("csv", "md"),
+    "inspected_stream": ("csv",),
+    "inspected_gains": ("csv",),
+    "inspected_quantisation": ("csv", "md"),
 }
+INSPECTION_TABLES = ("inspected", "inspected_models", "inspected_real", "inspected_depth", "inspected_stream",
+                     "inspected_gains", "inspected_quantisation")
 SHOWN_COLUMNS = {
     "inspected_models": ["name", "model_type", "placement", "norm", "n_layer", "n_params", "finite", "loss",
                          "bound_checks", "bound_violations", "max_ratio", "dim_max_over_median",

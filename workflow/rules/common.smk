@@ -19,7 +19,7 @@ import lnstab.stats
 from lnstab.config import ConfigError, check_batch_split, read_yaml
 from lnstab.figures import FIGURE_CLAIMS, FIGURES, caption_claims
 from lnstab.grid import expand as expand_grid, run_config
-from lnstab.pretrained.inspect import inspection_names
+from lnstab.pretrained.inspect import INSPECT_FILES, inspection_names
 from lnstab.study import (
     CITED_STUDIES,
     SUMMARY_TABLES,
@@ -28,7 +28,14 @@ from lnstab.study import (
     record_sources,
     roundtrip_run,
 )
-from lnstab.tables import COLLECTED, JUDGED, TABLES, data_file, table_files
+from lnstab.tables import (
+    COLLECTED,
+    INSPECTION_TABLES,
+    JUDGED,
+    TABLES,
+    data_file,
+    table_files,
+)
 
 validate(config, "../schemas/config.schema.yaml")
 config.setdefault("resources", {}).setdefault("train", {})

@@ -1,12 +1,15 @@
-# Stage 3b: checkpoints measured as a training run's final probe (lnstab inspect): the pretrained
-# models of inspect.models, and one run of this study exported to transformers' format, whose
-# inspected rows must equal the run's own final probe (the round trip). Then their tables.
+# Stage 3b: checkpoints measured as a training run's final probe (lnstab inspect): the trained
+# models of inspect.models (the three real ones by default), and one run of this study exported to
+# transformers' format, whose inspected rows must equal the run's own final probe (the round
+# trip). Then their tables.
 INSPECT_DIR = f"{RESULTS}/inspect/{{name}}"
-INSPECT_OUTPUTS = ["probes.csv", "bounds.csv", "summary.json", "provenance.json"]
+INSPECT_OUTPUTS = list(INSPECT_FILES)
 INSPECT_FOLDERS = {n: f"{RESULTS}/inspect/{n}" for n in INSPECTED}
 if ROUNDTRIP:
     INSPECT_FOLDERS[f"export-{ROUNDTRIP}"] = f"{RESULTS}/inspect/export-{ROUNDTRIP}"
-INSPECT_FILES = [f"{d}/{f}" for d in INSPECT_FOLDERS.values() for f in INSPECT_OUTPUTS]
+INSPECT_FOLDER_FILES = [
+    f"{d}/{f}" for d in INSPECT_FOLDERS.values() for f in INSPECT_OUTPUTS
+]
 
 
 if INSPECTED:
@@ -55,13 +58,13 @@ if ROUNDTRIP:
 
 rule inspection_tables:
     input:
-        INSPECT_FILES,
+        INSPECT_FOLDER_FILES,
     output:
         **{
-            f"inspected_models_{ext}": path
-            for ext, path in table_outputs("inspected_models").items()
+            f"{table}_{ext}": path
+            for table in INSPECTION_TABLES
+            for ext, path in table_outputs(table).items()
         },
-        inspected=f"{RESULTS}/tables/inspected.csv",
     log:
         f"{LOGS}/inspection_tables.log",
     localrule: True

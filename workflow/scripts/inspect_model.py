@@ -14,10 +14,10 @@ if "snakemake" in globals():
         if snakemake.rule == "inspect":
             s = p.settings
             inspect(p.model, out.summary.rsplit("/", 1)[0], tokens=s["tokens"], batch=s["batch"], dtype=s["dtype"],
-                    name=snakemake.wildcards.name)
+                    name=snakemake.wildcards.name, quantise=tuple(s["quantise"]))
         elif snakemake.rule == "inspect_export":
             inspect_run(p.folder, snakemake.input.meta, out.summary.rsplit("/", 1)[0])
         else:
-            write_inspection_tables(p.folders, out.inspected.rsplit("/", 1)[0])
+            write_inspection_tables(p.folders, out.inspected_csv.rsplit("/", 1)[0])
 elif __name__ == "__main__":
     inspect(sys.argv[1], sys.argv[2])

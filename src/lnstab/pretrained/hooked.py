@@ -32,15 +32,20 @@ class Family(NamedTuple):
     step_norms: tuple[str, str] = ()
     gain_offset: float = 0.0  # a norm's gain is gain_offset + weight (Gemma's RMSNorm: 1 + w)
     encoder: bool = False  # bidirectional, no language-model head: the surrogate objective
+    # Pre-LN with a gated MLP and (grouped-query) attention: the input norms of the two sub-layers,
+    # which the weight-based bound F10 reads with the branches' matrices
+    input_norms: tuple[str, str] = ()
 
 
 PERI_NORMS = ("post_attention_layernorm", "post_feedforward_layernorm")
 BERT_NORMS = ("attention.output.LayerNorm", "output.LayerNorm")
+GATED_PRE = dict(placement="pre", norm="rmsnorm", layers="model.layers", mid=("post_attention_layernorm", "input"),
+                 input_norms=("input_layernorm", "post_attention_layernorm"))
 FAMILIES = {
-    "llama": Family("pre", "rmsnorm", "model.layers", ("post_attention_layernorm", "input"), ""),
-    "mistral": Family("pre", "rmsnorm", "model.layers", ("post_attention_layernorm", "input"), ""),
-    "qwen2": Family("pre", "rmsnorm", "model.layers", ("post_attention_layernorm", "input"), ""),
-    "qwen3": Family("pre", "rmsnorm", "model.layers", ("post_attention_layernorm", "input"), "QK-norm in attention"),
+    "llama": Family(**GATED_PRE, note=""),
+    "mistral": Family(**GATED_PRE, note=""),
+    "qwen2": Family(**GATED_PRE, note=""),
+    "qwen3": Family(**GATED_PRE, note="QK-norm in attention"),
     "olmo2": Family("output", "rmsnorm", "model.layers", ("mlp", "input"), "QK-norm in attention", PERI_NORMS),
     "gemma2": Family("peri", "rmsnorm", "model.layers", ("pre_feedforward_layernorm", "input"),
                      "RMSNorm gain (1 + w); embeddings scaled by sqrt(d)", PERI_NORMS, 1.0),

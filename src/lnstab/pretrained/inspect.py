@@ -6,8 +6,9 @@ gemma3-270m, minilm-l6). Nothing is ever downloaded. The GPT-2 family is loaded 
 GPT (every probe, bound and Jacobian estimate of the package); other families are measured through
 hooks (``hooked``), with the statistics of ``stream`` and the bounds of ``bounds`` where one is
 proven for their conventions. Written to the output folder: probes.csv and bounds.csv (a run's
-final probe), stream.csv (per group of sequences), gains.csv (each norm's gain), summary.json,
-provenance.json.
+final probe), stream.csv (per group of sequences), gains.csv (each norm's gain), quantisation.csv
+(with ``--quantise``), summary.json, provenance.json (``INSPECT_FILES``; a file a family does not
+fill has its columns and no rows).
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ from .gpt2 import gpt2_from_tensors
 from .hooked import Family, family, probe_hooked
 from .stream import GAIN_COLUMNS, STREAM_COLUMNS, depth_statistics, gain_rows, groups, stream_table_rows
 
+INSPECT_FILES = ("probes.csv", "bounds.csv", "stream.csv", "gains.csv", "quantisation.csv", "summary.json",
+                 "provenance.json")
 MASSIVE_TOP = 3  # the largest dimensions reported per point (massive activations)
 
 
@@ -353,7 +356,7 @@ def measure_hooked(model, fam: Family, x, y, bos: bool, out: Path, say) -> dict:
     finite = all(bool(torch.isfinite(h).all()) for h in hidden)
     stream = pd.DataFrame(stream_table_rows(result, x, bos) if finite else [], columns=STREAM_COLUMNS)
     write_csv(out / "stream.csv", stream)
-    write_csv(out / "gains.csv", pd.DataFrame(gain_rows(model, fam.layers, fam.gain_offset), columns=GAIN_COLUMNS))
+    write_csv(out / "gains.csv", pd.DataFrame(gain_rows(model, fam), columns=GAIN_COLUMNS))
     depth = {g: depth_statistics(result, idx) for g, idx in groups(x.shape[0], bos).items()} if finite else {}
     for g, s in depth.items():
         say(f"sequences {g}: depth exponent {s['depth_exponent']:.2f} [{s['depth_exponent_low']:.2f}, "
@@ -470,6 +473,11 @@ def inspect(model_path: str | Path, out: str | Path, text: str | None = None, to
         if not fam.encoder and own_windows:
             extra["texts"] = {"corpus" if text is None else "text": loss_by_group(result["losses"], y, bos is not None),
                               **second_text_losses(model, path, hf_config, x.shape[1], batch, bos, tokenizer)}
+    if "quantisation_effect" not in extra:  # every inspection has the same files (the workflow's outputs)
+        write_csv(out / "quantisation.csv", pd.DataFrame(columns=QUANTISATION_COLUMNS))
+    if gpt2:
+        write_csv(out / "stream.csv", pd.DataFrame(columns=STREAM_COLUMNS))
+        write_csv(out / "gains.csv", pd.DataFrame(columns=GAIN_COLUMNS))
     finite = [bool(torch.isfinite(h).all()) for h in result["hidden"]]
     first_bad = next((k for k, ok in zip(result["sublayers"], finite) if not ok), None)
     probes = pd.DataFrame([{"step": 0, **r} for r in result["rows"] + massive_rows(result["hidden"], result["sublayers"])],
@@ -503,9 +511,9 @@ def bounds_note(fam: Family, rows: int) -> str:
     if rows:
         return {"post": "F3: every x^(k) is a norm's output (rows ln_identity, not counted as checks)",
                 "peri": "F2 with the output norms' gains", "output": "F2 with the output norms' gains",
-                "pre": "F4: the increments' bounds read the weights"}.get(fam.placement, "")
+                "pre": "F10: the increments' bounds read the input norms and the weights"}.get(fam.placement, "")
     if fam.placement == "pre":
-        return "none proven for this family's attention and MLP (docs/bounds.md, 'Real models')"
+        return "none proven for this family's branches (docs/bounds.md, 'Real models')"
     return f"none proven for placement {fam.placement} with this family's conventions"
 
 

@@ -28,7 +28,7 @@ from ..screen import ADJOINT_STEP_WINDOW, EXPONENTIAL_FACTOR, LINEAR_EXPONENT
 from ..stats import COLLAPSE_RATIO, depth_shape
 
 STREAM_COLUMNS = ["sequences", "point", "layer", "sublayer", "quantity", "value"]
-GAIN_COLUMNS = ["layer", "norm", "gain_mean", "gain_rms", "gain_max_abs"]
+GAIN_COLUMNS = ["layer", "norm", "role", "gain_mean", "gain_rms", "gain_max_abs"]
 
 
 def groups(n_sequences: int, bos: bool) -> dict[str, list[int]]:
@@ -119,22 +119,25 @@ def depth_statistics(result: dict, idx: list[int]) -> dict:
         forward = "undecided"
     backward = ("diverges" if not math.isfinite(adjoint_step) else "vanishing" if adjoint_step < 1 / ADJOINT_STEP_WINDOW
                 else "exploding" if adjoint_step > ADJOINT_STEP_WINDOW else "uniform")
-    return {"sequences": len(idx), "depth_exponent": a, "depth_exponent_low": low, "depth_exponent_high": high,
+    return {"n_sequences": len(idx), "depth_exponent": a, "depth_exponent_low": low, "depth_exponent_high": high,
             "half_factor": shape["half_factor"], "shape_ratio": shape["shape_ratio"],
             "massive_share": shape["massive_share"], "growth_first_block": mean_profile[min(2, K)] / mean_profile[0],
             "adjoint_step": adjoint_step, "data_over_entry_var": data_over_entry,
             "forward": forward, "backward": backward}
 
 
-def gain_rows(hf_model, layers_path: str, gain_offset: float) -> list[dict]:
-    """Each norm's effective gain (gain_offset + weight) in each layer: mean, rms, max |g|; the
-    final norm as layer L."""
-    layers = hf_model.get_submodule(layers_path)
+def gain_rows(hf_model, fam) -> list[dict]:
+    """Each norm's effective gain (the family's gain_offset + weight) in each layer: mean, rms and
+    max |g|, with its role: ``step`` (the norms the family's bound reads: Peri-LN's output norms,
+    BERT's LayerNorms on the sums), ``qk`` (QK-norm), ``input`` (the others); the embedding and
+    final norms as layers -1 and L."""
+    layers = hf_model.get_submodule(fam.layers)
     rows = []
 
     def add(layer, name, module):
-        g = module.weight.detach().double() + gain_offset
-        rows.append({"layer": layer, "norm": name, "gain_mean": g.mean().item(),
+        g = module.weight.detach().double() + fam.gain_offset
+        role = "step" if name in fam.step_norms else "qk" if name.split(".")[-1] in ("q_norm", "k_norm") else "input"
+        rows.append({"layer": layer, "norm": name, "role": role, "gain_mean": g.mean().item(),
                      "gain_rms": (g.norm() / math.sqrt(g.numel())).item(), "gain_max_abs": g.abs().max().item()})
 
     def is_norm(m):
@@ -145,6 +148,16 @@ def gain_rows(hf_model, layers_path: str, gain_offset: float) -> list[dict]:
             if name and is_norm(m):
                 add(i, name, m)
     for name, m in hf_model.named_modules():
-        if not name.startswith(layers_path) and is_norm(m):
+        if not name.startswith(fam.layers) and is_norm(m):
             add(len(layers) if "final" in name or name.endswith(("norm", "ln_f")) else -1, name, m)
     return rows
+
+
+def gain_growth(gains) -> float:
+    """How much the norms that set a sub-layer's size grow over depth: the last layer's rms gain
+    over the first's, of the ``step`` norms where the family has them, else the ``input`` norms
+    (mean over the layer's norms of that role)."""
+    inner = gains[gains["layer"].between(0, gains["layer"].max() - 1)] if len(gains) else gains
+    role = "step" if (inner["role"] == "step").any() else "input"
+    per_layer = inner[inner["role"] == role].groupby("layer")["gain_rms"].mean()
+    return float(per_layer.iloc[-1] / per_layer.iloc[0]) if len(per_layer) > 1 else float("nan")
