@@ -243,7 +243,7 @@ def figure_real_models(inspected_stream: pd.DataFrame, inspected: pd.DataFrame, 
     real = real.assign(variant=real["placement"] + " " + real["name"], kind="learned", seed=0)
     prof, L = study_profiles(probes, bounds, runs, qs)
     prof = prof[(prof["dt"] == prof["dt"].max()) & (prof["kind"] == "learned")]
-    prof = prof.assign(variant=prof["variant"] + f" ({L} blocks, this study)",
+    prof = prof.assign(variant=prof["variant"] + f" (study, L={L})",
                        depth=prof["sublayer"] / prof["sublayer"].max())
     df = pd.concat([real, prof], ignore_index=True)
     df = df[df["placement"].isin(REAL_PLACEMENTS)]
@@ -255,8 +255,8 @@ def figure_real_models(inspected_stream: pd.DataFrame, inspected: pd.DataFrame, 
     return panel_grid(df, "depth", "quantity", "placement",
                       {q: f"{MOMENT_LABELS[q]}\nrelative to $x^{{(0)}}$" for q in qs}, names.get,
                       "depth $k / K$ (sub-layers)", bound="bound", sharey="row", col_order=list(REAL_PLACEMENTS),
-                      panel_w=3.0, panel_h=2.0, integer_x=False,
-                      title="Real trained Transformers beside this study's models: hidden-state moments over depth")
+                      panel_w=2.3, panel_h=1.8, integer_x=False,
+                      title="Real trained Transformers beside this study's models:\nhidden-state moments over depth")
 
 
 def figure_depth(runs: pd.DataFrame):

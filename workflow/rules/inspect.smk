@@ -3,11 +3,11 @@
 # transformers' format, whose inspected rows must equal the run's own final probe (the round
 # trip). Then their tables.
 INSPECT_DIR = f"{RESULTS}/inspect/{{name}}"
-INSPECT_OUTPUTS = list(INSPECT_FILES)
+INSPECT_OUTPUTS = list(INSPECT_FILE_NAMES)
 INSPECT_FOLDERS = {n: f"{RESULTS}/inspect/{n}" for n in INSPECTED}
 if ROUNDTRIP:
     INSPECT_FOLDERS[f"export-{ROUNDTRIP}"] = f"{RESULTS}/inspect/export-{ROUNDTRIP}"
-INSPECT_FOLDER_FILES = [
+INSPECT_FILES = [
     f"{d}/{f}" for d in INSPECT_FOLDERS.values() for f in INSPECT_OUTPUTS
 ]
 
@@ -58,7 +58,7 @@ if ROUNDTRIP:
 
 rule inspection_tables:
     input:
-        INSPECT_FOLDER_FILES,
+        INSPECT_FILES,
     output:
         **{
             f"{table}_{ext}": path

@@ -255,13 +255,16 @@ def loss_by_group(losses: list[float], targets: torch.Tensor, bos: bool) -> dict
     return out
 
 
+SECOND_TEXT_WINDOWS = 4  # at most, per group: a loss, not a statistic over sequences
+
+
 @torch.no_grad()
 def second_text_losses(model, path: Path, hf_config, tokens: int, batch: int, bos: int | None, tokenizer) -> dict:
-    """A decoder's loss on windows of ``second_text`` built as the probe batch is, one sequence
-    at a time ({} where the text is shorter than one window)."""
+    """A decoder's loss on windows of ``second_text`` built as the probe batch is (at most
+    SECOND_TEXT_WINDOWS), one sequence at a time ({} where the text is shorter than one window)."""
     label, text = second_text()
     ids = tokens_for(path, hf_config.vocab_size, text, tokenizer)
-    n = min(batch, (len(ids) - 1) // tokens)
+    n = min(batch, SECOND_TEXT_WINDOWS, (len(ids) - 1) // tokens)
     if n < 1:
         return {}
     x, y = windows(ids, tokens, n, bos)
