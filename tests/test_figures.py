@@ -2,10 +2,12 @@
 named in one legend, the baselines and bounds where the figure promises them."""
 import pandas as pd
 import pytest
+import torch
 
 from lnstab.collect import collect
 from lnstab.figures import FIGURES, PLACEMENT_COLORS, pyplot, save
-from lnstab.pretrained import inspect_run, inspection_tables
+from lnstab.pretrained import inspect, inspect_run, inspection_tables
+from lnstab.pretrained.tables import real_model_tables
 from lnstab.screen import screen, screen_config
 from lnstab.study import prepare_corpus, run_wasserstein, train_grid_point, wasserstein_table
 
@@ -44,7 +46,22 @@ def tables(tmp_path_factory):
     out["screen_sublayers"], out["screen_verdicts"] = screened["sublayers"], screened["verdicts"]
     # the Pre-LN run at dt 1 exported to transformers' GPT-2 and inspected (lnstab inspect)
     inspect_run(tmp / "pre-1.0", meta, tmp / "inspect" / "export-pre-1.0")
-    out["inspected"], _ = inspection_tables({"export-pre-1.0": tmp / "inspect" / "export-pre-1.0"})
+    # and one tiny trained-looking model of each real family (lnstab inspect through hooks)
+    folders = {"export-pre-1.0": tmp / "inspect" / "export-pre-1.0"}
+    for name, (cfg_cls, model_cls) in {"llama-tiny": ("LlamaConfig", "LlamaForCausalLM"),
+                                       "gemma-tiny": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+                                       "bert-tiny": ("BertConfig", "BertModel")}.items():
+        transformers = pytest.importorskip("transformers")
+        torch.manual_seed(0)
+        kwargs = dict(vocab_size=50257, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, max_position_embeddings=32)
+        if "Bert" not in cfg_cls:
+            kwargs.update(num_key_value_heads=1, head_dim=8)
+        getattr(transformers, model_cls)(getattr(transformers, cfg_cls)(**kwargs)).save_pretrained(tmp / name)
+        inspect(tmp / name, tmp / "inspect" / name, tokens=8, batch=2, verbose=False)
+        folders[name] = tmp / "inspect" / name
+    out["inspected"], _ = inspection_tables(folders)
+    out.update(real_model_tables(folders))
     return out
 
 
@@ -59,8 +76,8 @@ def test_figure_draws_from_tables(tables, name, tmp_path):
     drawn = {"pre", "peri"} if name == "fig5_tightness" else {"pre", "peri", "post"}
     if name == "fig7_screen":  # the screened candidate and the three references
         drawn = {"output", "pre", "peri", "post"}
-    if name == "fig9_inspect":  # the inspected export of the Pre-LN run
-        drawn = {"pre"}
+    if name == "fig9_inspect":  # the inspected export of the Pre-LN run and the tiny real families
+        drawn = {"pre", "peri", "post"}
     assert placements == drawn
     colours = {line.get_color() for ax in fig.axes for line in ax.get_lines()
                if line.get_label().split(" ")[0] in PLACEMENT_COLORS}
@@ -71,6 +88,9 @@ def test_figure_draws_from_tables(tables, name, tmp_path):
         # each run's legend entry holds its line and its dashed bound, in the run's colour
         legend = fig.legends[0]
         assert len(legend.legend_handles) == len(labels)
+    if name == "fig10_real_models":  # each family's model beside the study's runs of its placement
+        assert {"pre llama-tiny", "peri gemma-tiny", "post bert-tiny"} <= set(labels)
+        assert [ax.get_title() for ax in fig.axes[:3]] == ["Pre-LN", "Peri-LN", "Post-LN"]
     if name == "fig8_wasserstein":
         assert fig.axes[0].get_ylabel() == "$W_2$ ratio, output / input"
         assert any(lab.startswith("dashed: the flow Jacobian's random-direction gain") for lab in labels)

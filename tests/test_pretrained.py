@@ -290,6 +290,7 @@ def test_an_unsupported_architecture_names_the_supported_ones(tmp_path):
 
 def test_a_batch_beyond_the_memory_is_refused_with_what_fits(tmp_path, monkeypatch):
     from lnstab import pretrained
+    from lnstab.pretrained import inspection
 
     tiny_gpt2().save_pretrained(tmp_path / "model")
     model, config = pretrained.load_checkpoint(tmp_path / "model")
@@ -297,11 +298,11 @@ def test_a_batch_beyond_the_memory_is_refused_with_what_fits(tmp_path, monkeypat
     need = [pretrained.bytes_needed(config, n, b, 32, "float32") for b in (1, 2, 3)]
     assert need[0] < need[1] < need[2]
     loaded = pretrained.RUNTIME_BYTES + 4 * n  # the interpreter and float32 weights, in memory when the check runs
-    monkeypatch.setattr(pretrained, "available_bytes", lambda: (need[1] + need[2]) / 2 - loaded)  # two fit, not three
+    monkeypatch.setattr(inspection, "available_bytes", lambda: (need[1] + need[2]) / 2 - loaded)  # two fit, not three
     with pytest.raises(ConfigError, match="--batch 2"):
         pretrained.inspect(tmp_path / "model", tmp_path / "out", tokens=32, batch=4, verbose=False)
     assert not (tmp_path / "out").exists()
-    monkeypatch.setattr(pretrained, "available_bytes", lambda: 0.9 * need[0] - loaded)
+    monkeypatch.setattr(inspection, "available_bytes", lambda: 0.9 * need[0] - loaded)
     with pytest.raises(ConfigError, match="fewer --tokens"):
         pretrained.inspect(tmp_path / "model", tmp_path / "out", tokens=32, batch=4, verbose=False)
 

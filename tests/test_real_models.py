@@ -164,7 +164,7 @@ def test_post_ln_rows_restate_the_normalisation_and_are_not_counted():
 
 
 def test_windows_behind_bos_differ_by_the_first_token_only():
-    from lnstab.pretrained.inspect import windows
+    from lnstab.pretrained.inspection import windows
     from lnstab.pretrained.stream import groups
 
     seq = torch.arange(100, 200)

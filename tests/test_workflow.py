@@ -165,6 +165,9 @@ def test_smoke_workflow_end_to_end(smoke_local):
         if "tex" in formats:
             assert "\\begin{tabular}" in (results / "tables" / f"{name}.tex").read_text()
     for fig in FIGURES:
+        if fig == "fig10_real_models":  # the smoke study measures no real model: left out
+            assert not (figures / f"{fig}.png").exists()
+            continue
         assert (figures / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
         assert (figures / f"{fig}.pdf").read_bytes()[:4] == b"%PDF"
     # the round trip: a Pre-LN run exported to transformers' GPT-2 and inspected equals its final probe

@@ -221,6 +221,35 @@ def _real_models(real: pd.DataFrame, depth: pd.DataFrame, quant: pd.DataFrame) -
     return out
 
 
+def real_models_markdown(real: pd.DataFrame, quant: pd.DataFrame) -> str:
+    """The README's table of the real models, from inspected_real and inspected_quantisation (a
+    test checks that the README holds exactly this)."""
+    moments = quant[quant["quantity"].isin(["mean_abs", "var_entry", "var_data", "mean_norm"])]
+    q = moments.groupby("format")["max_rel_change"].max()
+    rows = []
+    for r in real.itertuples(index=False):
+        fmt = "Q4_1" if "Q4_1" in r.quantisation else "Q4_K" if "Q4_K" in r.quantisation else None
+        loss = ("encoder" if r.loss_corpus_bos != r.loss_corpus_bos else
+                f"{_f(r.loss_corpus_bos)} / {_f(r.loss_corpus_no_bos)} ({_f(r.unigram_corpus)})")
+        checks = (f"{_f(r.max_ratio, '.2f')} ({r.bound_checks}, {r.bound_violations} violations)" if r.bound_checks
+                  else "normalisation only" if r.placement == "post" else "none proven")
+        rows.append({
+            "model": f"{r.name} ({r.placement}-LN, {r.n_layer} x {r.d_model}, {r.n_params / 1e6:.0f} M)",
+            "loss, corpus: BOS / no BOS (unigram)": loss,
+            "depth exponent [95%]": f"{_f(r.depth_exponent, '.2f')} [{_f(r.depth_exponent_low, '.2f')}, "
+                                    f"{_f(r.depth_exponent_high, '.2f')}]: {r.forward}",
+            "adjoint factor": f"{_f(r.adjoint_step, '.3f')}: {r.backward}",
+            "largest measured/bound (checks)": checks,
+            "massive activation": f"{_f(r.massive_ratio, '.0f')}x at x^({r.massive_sublayer}), position "
+                                  f"{r.massive_position}" + (f"; {_f(r.massive_ratio_sum, '.0f')}x on the sums"
+                                                             if r.massive_ratio_sum == r.massive_ratio_sum
+                                                             and r.massive_ratio_sum is not None else ""),
+            "gain growth": _f(r.gain_growth, '.2f'),
+            "quantisation effect (MiniLM, same format)": f"{fmt}: {q[fmt]:.1%}" if fmt in q.index else "-",
+            "time, peak memory": f"{r.seconds:.0f} s, {r.peak_rss_gib:.1f} GiB"})
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
 def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
                      others: dict[str, pd.DataFrame] | None = None) -> str:
     """The page; ``others``: study summary path -> that study's claims table (cited where this

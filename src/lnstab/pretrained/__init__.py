@@ -9,13 +9,13 @@ One module per concern:
 - ``stream``: what the paper is about on a real stream (moments, robust statistics, massive
   activations, adjoints, depth statistics in the claims' vocabulary, norm gains);
 - ``bounds``: docs/bounds.md's bounds on a real model's stream, from its own weights;
-- ``inspect``: the command; ``roundtrip``: a study run exported and inspected; ``tables``: the
+- ``inspection``: the command (``inspect``); ``roundtrip``: a study run exported and inspected; ``tables``: the
   study's tables of its inspections.
 """
 from .formats import INSTALLED, installed_path
 from .gpt2 import from_gpt2, gpt2_from_tensors, to_gpt2
 from .hooked import FAMILIES, Family, family, probe_hooked
-from .inspect import (RUNTIME_BYTES, available_bytes, bytes_needed, default_text, inspect, inspect_models,
+from .inspection import (RUNTIME_BYTES, available_bytes, bytes_needed, default_text, inspect, inspect_models,
                       inspection_names, load_checkpoint, resolve_model, tokens_for)
 from .roundtrip import compare_final, inspect_run
 from .tables import inspection_tables, write_inspection_tables

@@ -9,7 +9,7 @@ import pandas as pd
 from ..config import ConfigError
 from ..io import write_json
 from .gpt2 import to_gpt2
-from .inspect import inspect
+from .inspection import inspect
 
 
 def inspect_run(run_folder: str | Path, meta_path: str | Path, out: str | Path) -> dict:
