@@ -2,7 +2,7 @@
 #   snakemake --cores all                                    the default study (config/config.yaml)
 #   snakemake --cores all --configfile config/smoke.yaml     the CI smoke study
 #   snakemake --workflow-profile profiles/slurm              the same DAG on a SLURM cluster
-# Targets: all (default), tables, figures, summary, manifest, screen, fig1_moments ... fig9_inspect.
+# Targets: all (default), tables, figures, summary, manifest, screen, fig1_moments ... fig10_real_models.
 from snakemake.utils import min_version
 
 min_version("9.0")

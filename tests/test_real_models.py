@@ -253,3 +253,18 @@ def test_an_installed_models_stream_is_transformers_hidden_states(installed):
             scaled = model.model.embed_tokens.weight[x] * torch.tensor(math.sqrt(config.hidden_size))
             torch.testing.assert_close(got["hidden"][0], scaled)
     assert all(torch.isfinite(h).all() for h in got["hidden"])
+
+
+def test_the_readme_quotes_the_committed_real_models():
+    """The README's table of the real models is lnstab.summary.real_models_markdown of the committed
+    tables, number for number."""
+    import pandas as pd
+    from conftest import ROOT
+
+    from lnstab.summary import real_models_markdown
+
+    tables = ROOT / "results" / "tables"
+    real, quant = pd.read_csv(tables / "inspected_real.csv"), pd.read_csv(tables / "inspected_quantisation.csv")
+    assert len(real) == 3 and set(real["placement"]) == {"pre", "peri", "post"}
+    assert real_models_markdown(real, quant) in (ROOT / "README.md").read_text()
+    assert (real["bound_violations"] == 0).all()

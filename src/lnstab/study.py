@@ -275,7 +275,7 @@ def make_claims_table(runs_csv, tables_dir) -> pd.DataFrame:
 CITED_STUDIES = ("results/tuning", "results/extended")
 SUMMARY_TABLES = ("baselines", "runs", "losses", "claims", "demonstrations", "software_checks", "dt_ablation",
                   "tightness", "screen_verdicts", "wasserstein", "inspected_models", "inspected_real",
-                  "inspected_depth", "inspected_quantisation")
+                  "inspected_quantisation")
 
 
 def roundtrip_run(values: dict | None, runs: dict[str, dict], base: dict) -> str | None:

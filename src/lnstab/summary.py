@@ -169,7 +169,7 @@ def _f(v, fmt=".3g") -> str:
     return "-" if v is None or v != v else format(v, fmt)
 
 
-def _real_models(real: pd.DataFrame, depth: pd.DataFrame, quant: pd.DataFrame) -> list[str]:
+def _real_models(real: pd.DataFrame, quant: pd.DataFrame) -> list[str]:
     """The real trained Transformers: one paragraph of numbers per model, the quantisation effect,
     and what comparing them can and cannot show."""
     out = ["Three trained Transformers that installed packages carry, one per placement, measured by "
@@ -312,8 +312,7 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
           ["This study has no Wasserstein stage (`wasserstein.enabled: false`); the default study's is in "
            "results/summary.md and results/tables/wasserstein.md."]),
         "",
-        *(["## Real models", "", *_real_models(tables["inspected_real"], tables.get("inspected_depth"),
-                                                 tables["inspected_quantisation"]), ""]
+        *(["## Real models", "", *_real_models(tables["inspected_real"], tables["inspected_quantisation"]), ""]
           if "inspected_real" in tables and len(tables["inspected_real"]) else []),
         *(["## Inspected checkpoints", "", *_inspected(tables["inspected_models"]), ""]
           if "inspected_models" in tables else []),

@@ -137,7 +137,7 @@ def probe_hooked(hf_model, fam: Family, x: torch.Tensor, y: torch.Tensor) -> dic
     Parameters are left alone: the weights hold no gradient (load_checkpoint), so the stream
     enters autograd at the embeddings."""
     B = x.shape[0]
-    hidden, adjoints, sums, losses = [], [], [], []
+    hidden, adjoints, sums, losses = [], [], [], []  # per point, (B, T, d): filled a sequence at a time
     for b in range(B):
         stream, summed, handles = hooked_stream(hf_model, fam)
         handles.append(hf_model.get_input_embeddings().register_forward_hook(lambda m, a, out: out.requires_grad_()))
@@ -147,11 +147,12 @@ def probe_hooked(hf_model, fam: Family, x: torch.Tensor, y: torch.Tensor) -> dic
             for h in handles:
                 h.remove()
         grads = torch.autograd.grad(loss / B, stream)
-        hidden.append([h.detach().float() for h in stream])
-        adjoints.append([g.float() for g in grads])
-        sums.append([s.detach().float() for s in summed])
+        for into, got in ((hidden, stream), (adjoints, grads), (sums, summed)):
+            if b == 0:
+                into += [torch.empty((B, *t.shape[1:]), dtype=torch.float32) for t in got]
+            for whole, t in zip(into, got):
+                whole[b] = t.detach()[0]
         losses.append(loss.item())
-    cat = lambda per_seq: [torch.cat(k, 0) for k in zip(*per_seq)]  # noqa: E731  per point: (B, T, d)
     step = 1 if fam.mid is not None else 2
-    return {"hidden": cat(hidden), "adjoints": cat(adjoints), "sums": cat(sums) if sums[0] else [],
-            "sublayers": [step * k for k in range(len(hidden[0]))], "loss": sum(losses) / B, "losses": losses}
+    return {"hidden": hidden, "adjoints": adjoints, "sums": sums, "sublayers": [step * k for k in range(len(hidden))],
+            "loss": sum(losses) / B, "losses": losses}

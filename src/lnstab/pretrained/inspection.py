@@ -285,7 +285,8 @@ def bytes_needed(hf_config, n_params: int, batch: int, tokens: int, dtype: str) 
     activations (lnstab.plan's count), the tied embedding's gradient and the float64 stacks of the
     batched reductions (``probes.STACK_BYTES``, a few at once). A hooked family runs one sequence
     at a time: one sequence's logits and every layer's activations (its weights have no gradient,
-    the stream has), and the batch's stream and adjoints kept in float32."""
+    the stream has), the batch's stream and adjoints kept in float32, and the stacks of the
+    batched reductions (measured: SmolLM2, 16 x 128 tokens, peak 2.3 GiB against 3.2 GB estimated)."""
     from ..plan import block_activation_bytes
     from ..probes import STACK_BYTES
 
@@ -300,7 +301,8 @@ def bytes_needed(hf_config, n_params: int, batch: int, tokens: int, dtype: str) 
         stream = 4 * d * (2 * L + 1) * n
         return RUNTIME_BYTES + 4 * n_params + logits + stream + block * n + 4 * V * d + 4 * STACK_BYTES
     logits = 4 * 4 * V * tokens
-    return RUNTIME_BYTES + size * n_params + logits + L * block * tokens + 3 * 4 * d * (2 * L + 1) * n
+    return (RUNTIME_BYTES + size * n_params + logits + L * block * tokens + 2 * 4 * d * (2 * L + 1) * n
+            + 4 * STACK_BYTES)
 
 
 def available_bytes() -> float:
