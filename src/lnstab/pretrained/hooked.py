@@ -147,11 +147,12 @@ def probe_hooked(hf_model, fam: Family, x: torch.Tensor, y: torch.Tensor) -> dic
             for h in handles:
                 h.remove()
         grads = torch.autograd.grad(loss / B, stream)
+        T = x.shape[1]  # (OPT flattens its MLP's input to (B T, d): every point is read as (T, d))
         for into, got in ((hidden, stream), (adjoints, grads), (sums, summed)):
             if b == 0:
-                into += [torch.empty((B, *t.shape[1:]), dtype=torch.float32) for t in got]
+                into += [torch.empty((B, T, t.shape[-1]), dtype=torch.float32) for t in got]
             for whole, t in zip(into, got):
-                whole[b] = t.detach()[0]
+                whole[b] = t.detach().reshape(T, -1)
         losses.append(loss.item())
     step = 1 if fam.mid is not None else 2
     return {"hidden": hidden, "adjoints": adjoints, "sums": sums, "sublayers": [step * k for k in range(len(hidden))],

@@ -105,8 +105,9 @@ def real_model_tables(folders: dict[str, str | Path]) -> dict[str, pd.DataFrame]
             for key in ("loss_bos", "loss_no_bos", "unigram"):
                 col = f"{key}_{label}" if key == "unigram" else f"{key.replace('loss_', 'loss_' + label + '_')}"
                 row[col] = texts.get(text, {}).get(key)
-        row.update({k: s["depth"]["all"][k] for k in ("depth_exponent", "depth_exponent_low", "depth_exponent_high",
-                                                        "forward", "adjoint_step", "backward")})
+        row.update({k: s["depth"].get("all", {}).get(k) for k in ("depth_exponent", "depth_exponent_low",
+                                                                    "depth_exponent_high", "forward", "adjoint_step",
+                                                                    "backward")})  # none: the stream is not finite
         row.update(_massive(stream))
         row["gain_growth"] = gain_growth(g)
         real.append(row)
