@@ -160,8 +160,11 @@ def hf_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     if path.suffix == ".gguf":
-        return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    else:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tok.model_max_length = 2**62  # a whole text is tokenized, then cut into windows: no warning about its length
+    return tok
 
 
 def _tokenizer_path(path: Path, tokenizer: str | Path | None) -> Path | None:
@@ -501,7 +504,7 @@ def inspect(model_path: str | Path, out: str | Path, text: str | None = None, to
                              else "next-token cross-entropy (nats)"),
                "bound_checks": len(checks), "bound_violations": int(checks["violation"].sum()),
                "max_ratio": float(checks["ratio"].max()) if len(checks) else None,
-               "bounds": bounds_note(fam, len(bounds)), **extra,
+               "bounds": "F4, F6 and B3 on lnstab's own GPT" if gpt2 else bounds_note(fam, len(bounds)), **extra,
                "peak_rss_bytes": peak_rss_bytes(), "seconds": time.perf_counter() - t0}
     write_json(out / "summary.json", summary)
     write_json(out / "provenance.json", provenance_record(path, hf_config, short))
