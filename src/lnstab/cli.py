@@ -194,6 +194,9 @@ def inspect(args) -> int:
     except OSError as e:
         print(f"lnstab inspect: {getattr(e, 'filename', '') or args.out}: {e.strerror}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("lnstab inspect: out of memory during the pass: try a smaller --batch or --tokens", file=sys.stderr)
+        return 2
     return 0
 
 

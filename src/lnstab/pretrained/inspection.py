@@ -116,8 +116,9 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32):
     if not gguf and not (path / "config.json").is_file():
         raise ConfigError(f"{path}: no config.json (not a folder written by save_pretrained)")
     try:
+        # trust_remote_code False: a folder that asks for its own code is refused, never prompted for
         hf_config = (AutoConfig.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True) if gguf
-                     else AutoConfig.from_pretrained(path, local_files_only=True))
+                     else AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False))
     except ConfigError:
         raise
     except Exception as e:  # a config.json that is not JSON, an unknown model_type, a damaged GGUF header
@@ -134,7 +135,7 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32):
             hf_model, hf_config = load_gguf(path, dtype)
         else:
             auto = AutoModel if fam is not None and fam.encoder else AutoModelForCausalLM
-            hf_model = auto.from_pretrained(path, local_files_only=True, dtype=dtype).eval()
+            hf_model = auto.from_pretrained(path, local_files_only=True, dtype=dtype, trust_remote_code=False).eval()
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     except Exception as e:  # shapes that do not match the config, a damaged weights file
