@@ -184,10 +184,10 @@ def _real_models(real: pd.DataFrame, quant: pd.DataFrame) -> list[str]:
                 f"loss on the corpus {_f(r.loss_corpus_bos)} behind BOS and {_f(r.loss_corpus_no_bos)} without "
                 f"(unigram {_f(r.unigram_corpus)}), on CPython's licence {_f(r.loss_licence_bos)} and "
                 f"{_f(r.loss_licence_no_bos)} (unigram {_f(r.unigram_licence)})")
-        bound = (f"largest measured/bound {_f(r.max_ratio)} over {r.bound_checks} checks, "
+        bound = (f"Largest measured/bound {_f(r.max_ratio)} over {r.bound_checks} checks, "
                  f"{r.bound_violations} violations" if r.bound_checks else
-                 "its bound rows restate the normalisation (Post-LN: not counted as checks)" if r.placement == "post"
-                 else "no bound proven for its attention and MLP (docs/bounds.md, 'Real models')")
+                 "Its bound rows restate the normalisation (Post-LN: not counted as checks)" if r.placement == "post"
+                 else "No bound proven for its attention and MLP (docs/bounds.md, 'Real models')")
         where = (f"at x^({r.massive_sublayer}), position {r.massive_position} of its sequence, token id "
                  f"{r.massive_token}, dimension {r.massive_dim}")
         sums = (f"; on the sums before its LayerNorms the same ratio reaches {_f(r.massive_ratio_sum, '.0f')}"

@@ -49,6 +49,7 @@ def inspection_tables(folders: dict[str, str | Path]) -> tuple[pd.DataFrame, pd.
     return long, pd.DataFrame(models, columns=["name", *MODEL_COLUMNS, "dim_max_over_median", "roundtrip_max_abs_diff"])
 
 
+PLACEMENT_ORDER = {"pre": 0, "peri": 1, "post": 2}  # the paper's order; other placements after
 DEPTH_COLUMNS = ["name", "placement", "sequences", "n_sequences", "loss_corpus", "loss_licence", "depth_exponent",
                  "depth_exponent_low", "depth_exponent_high", "forward", "half_factor", "growth_first_block",
                  "adjoint_step", "backward", "data_over_entry_var"]
@@ -121,7 +122,8 @@ def real_model_tables(folders: dict[str, str | Path]) -> dict[str, pd.DataFrame]
             "inspected_gains": frame(gains, ["name", *GAIN_COLUMNS])[["name", *GAIN_COLUMNS]],
             "inspected_quantisation": quant[["name", "format", "tensors", "quantity", "points", "max_rel_change",
                                              "median_rel_change"]],
-            "inspected_real": pd.DataFrame(real, columns=REAL_COLUMNS)}
+            "inspected_real": pd.DataFrame(real, columns=REAL_COLUMNS).sort_values(
+                "placement", key=lambda p: p.map(PLACEMENT_ORDER).fillna(9), kind="stable").reset_index(drop=True)}
 
 
 def write_inspection_tables(folders: dict[str, str | Path], tables_dir: str | Path) -> None:
