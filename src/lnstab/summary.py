@@ -156,7 +156,8 @@ def _wasserstein(w: pd.DataFrame) -> list[str]:
 def _inspected(models: pd.DataFrame) -> list[str]:
     """The inspected checkpoints: what was detected, the checks, and the round trip of an export."""
     out = ["Checkpoints measured as a training run's final probe (`lnstab inspect`; rows in "
-           "results/tables/inspected.csv). `dim_max_over_median`: the largest dimension's max |x| over the "
+           "results/tables/inspected.csv). `bounds`: which bound of docs/bounds.md the model's rows check, or "
+           "why it has none. `dim_max_over_median`: the largest dimension's max |x| over the "
            "median dimension's, at the layer where it is largest (massive activations). `roundtrip_max_abs_diff`: "
            "for a run of this study exported to transformers' format, the largest difference between the "
            "inspected rows and the run's own final probe (0: the export and the inspection are exact):", "",
@@ -199,7 +200,7 @@ def _real_models(real: pd.DataFrame, quant: pd.DataFrame) -> list[str]:
                 f"{r.forward}; adjoint factor per sub-layer {_f(r.adjoint_step, '.3f')}: {r.backward}. {bound}. "
                 f"Massive activation: largest dimension {_f(r.massive_ratio, '.0f')}x the median one, {where}{sums}. "
                 f"The gains of the norms that set a sub-layer's size grow {_f(r.gain_growth)}x from the first layer "
-                f"to the last. Measured in {r.seconds:.0f} s, peak {r.peak_rss_gib:.1f} GiB."]
+                f"to the last."]
     if len(quant):
         moments = quant[quant["quantity"].isin(["mean_abs", "var_entry", "var_data", "mean_norm"])]
         q = moments.groupby(["name", "format", "tensors"])["max_rel_change"].max().reset_index()
@@ -245,8 +246,7 @@ def real_models_markdown(real: pd.DataFrame, quant: pd.DataFrame) -> str:
                                                              if r.massive_ratio_sum == r.massive_ratio_sum
                                                              and r.massive_ratio_sum is not None else ""),
             "gain growth": _f(r.gain_growth, '.2f'),
-            "quantisation effect (MiniLM, same format)": f"{fmt}: {q[fmt]:.1%}" if fmt in q.index else "-",
-            "time, peak memory": f"{r.seconds:.0f} s, {r.peak_rss_gib:.1f} GiB"})
+            "quantisation effect (MiniLM, same format)": f"{fmt}: {q[fmt]:.1%}" if fmt in q.index else "-"})
     return pd.DataFrame(rows).to_markdown(index=False)
 
 

@@ -52,7 +52,7 @@ INSPECTION_TABLES = ("inspected", "inspected_models", "inspected_real", "inspect
                      "inspected_gains", "inspected_quantisation")
 SHOWN_COLUMNS = {
     "inspected_models": ["name", "model_type", "placement", "norm", "n_layer", "n_params", "finite", "loss",
-                         "bound_checks", "bound_violations", "max_ratio", "dim_max_over_median",
+                         "bounds", "bound_checks", "bound_violations", "max_ratio", "dim_max_over_median",
                          "roundtrip_max_abs_diff"],
     "runs": PARAMS + ["role", "status", "final_val_loss", "learned", "scale_growth_final", "shape_ratio",
                       "adjoint_ratio", "violations"],

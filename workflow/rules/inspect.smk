@@ -25,7 +25,7 @@ if INSPECTED:
             name="|".join(re.escape(n) for n in INSPECTED),
         conda:
             CONDA_ENV
-        threads: workflow.cores
+        threads: config["inspect"]["threads"]
         params:
             model=lambda wc: INSPECTED[wc.name],
             settings=config["inspect"],

@@ -3,6 +3,8 @@ exported to transformers' format (rule inspect_export), or every inspection's ta
 inspection_tables). Standalone: python inspect_model.py MODEL OUT (as `lnstab inspect MODEL --out OUT`)."""
 import sys
 
+import torch
+
 from lnstab import lineage
 from lnstab.pretrained import inspect, inspect_run, write_inspection_tables
 from lnstab.study import redirect_output
@@ -13,6 +15,7 @@ if "snakemake" in globals():
         p, out = snakemake.params, snakemake.output
         if snakemake.rule == "inspect":
             s = p.settings
+            torch.set_num_threads(s["threads"])  # the tables must not follow the machine's cores
             inspect(p.model, out.summary.rsplit("/", 1)[0], tokens=s["tokens"], batch=s["batch"], dtype=s["dtype"],
                     name=snakemake.wildcards.name, quantise=tuple(s["quantise"]))
         elif snakemake.rule == "inspect_export":

@@ -500,9 +500,11 @@ def inspect(model_path: str | Path, out: str | Path, text: str | None = None, to
                "d_model": hf_config.hidden_size, "n_params": n_params, "tokens": int(x.numel()),
                "batch": int(x.shape[0]), "dtype": dtype, "bos_token": bos,
                "finite": all(finite), "first_nonfinite_sublayer": first_bad,
-               "loss": result["loss"] if math.isfinite(result["loss"]) else None,
+               # an encoder has no next-token loss: its objective (the adjoints' source) is reported apart
+               "loss": result["loss"] if math.isfinite(result["loss"]) and not fam.encoder else None,
                "objective": ("surrogate: r . mean-pooled x^(K), r ~ N(0, I/d) (seed 0)" if fam.encoder
                              else "next-token cross-entropy (nats)"),
+               "objective_value": result["loss"] if math.isfinite(result["loss"]) else None,
                "bound_checks": len(checks), "bound_violations": int(checks["violation"].sum()),
                "max_ratio": float(checks["ratio"].max()) if len(checks) else None,
                "bounds": "F4, F6 and B3 on lnstab's own GPT" if gpt2 else bounds_note(fam, len(bounds)), **extra,

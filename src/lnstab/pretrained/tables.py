@@ -15,7 +15,7 @@ from .stream import GAIN_COLUMNS, gain_growth
 INSPECTED_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm", "max_abs", "adjoint_norm",
                         "dim_max_1", "dim_max_over_median")
 MODEL_COLUMNS = ("model", "model_type", "placement", "norm", "n_layer", "n_params", "tokens", "dtype", "finite",
-                 "first_nonfinite_sublayer", "loss", "bound_checks", "bound_violations", "max_ratio")
+                 "first_nonfinite_sublayer", "loss", "bounds", "bound_checks", "bound_violations", "max_ratio")
 
 
 def inspection_tables(folders: dict[str, str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -58,7 +58,7 @@ REAL_COLUMNS = ["name", "model", "licence", "placement", "norm", "n_layer", "d_m
                 "loss_licence_no_bos", "unigram_licence", "depth_exponent", "depth_exponent_low",
                 "depth_exponent_high", "forward", "adjoint_step", "backward", "bound_checks", "bound_violations",
                 "max_ratio", "massive_ratio", "massive_sublayer", "massive_position", "massive_token", "massive_dim",
-                "massive_ratio_sum", "gain_growth", "seconds", "peak_rss_gib"]
+                "massive_ratio_sum", "gain_growth"]  # wall-clock numbers stay in summary.json: tables are byte-stable
 
 
 def _massive(stream: pd.DataFrame) -> dict:
@@ -98,9 +98,10 @@ def real_model_tables(folders: dict[str, str | Path]) -> dict[str, pd.DataFrame]
         g = pd.read_csv(folder / "gains.csv")
         gains.append(g.assign(name=name))
         q = pd.read_csv(folder / "quantisation.csv")
-        quants.append(q.assign(name=name))
+        if len(q):  # (an empty one would make every column of the concatenation an object column)
+            quants.append(q.assign(name=name))
         row = {k: s.get(k) for k in REAL_COLUMNS}
-        row.update(name=name, licence=prov.get("licence"), peak_rss_gib=s["peak_rss_bytes"] / 2**30,
+        row.update(name=name, licence=prov.get("licence"),
                    quantisation=" ".join(f"{k}:{v}" for k, v in prov.get("quantisation", {"F32": "all"}).items()))
         for text, label in (("corpus", "corpus"), ("python_licence", "licence")):
             for key in ("loss_bos", "loss_no_bos", "unigram"):
