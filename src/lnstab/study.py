@@ -20,7 +20,6 @@ from .grid import expand, run_config
 from .io import write_bytes, write_json, write_text
 from .collect import collect
 from .lineage import sha256
-from .checkpoint import trained_model
 from .figures import make_figure
 from .tables import COLLECTED, data_file, write_table
 
@@ -209,6 +208,7 @@ def run_wasserstein(folder, meta_path, out_csv, sequences: int = 16) -> pd.DataF
     second distribution, written to ``out_csv`` (no rows for a diverged run: no finite flow)."""
     import torch
 
+    from .checkpoint import trained_model
     from .data import get_batch
     from .grid import ID_DEFAULTS
     from .io import write_csv

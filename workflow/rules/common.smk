@@ -19,7 +19,10 @@ import lnstab.stats
 from lnstab.config import ConfigError, check_batch_split, read_yaml
 from lnstab.figures import FIGURE_CLAIMS, FIGURES, caption_claims
 from lnstab.grid import expand as expand_grid, run_config
-from lnstab.pretrained.inspection import INSPECT_FILES as INSPECT_FILE_NAMES, inspection_names
+from lnstab.pretrained.installed import (
+    INSPECT_FILES as INSPECT_FILE_NAMES,
+    inspection_names,
+)
 from lnstab.study import (
     CITED_STUDIES,
     SUMMARY_TABLES,

@@ -7,9 +7,7 @@ INSPECT_OUTPUTS = list(INSPECT_FILE_NAMES)
 INSPECT_FOLDERS = {n: f"{RESULTS}/inspect/{n}" for n in INSPECTED}
 if ROUNDTRIP:
     INSPECT_FOLDERS[f"export-{ROUNDTRIP}"] = f"{RESULTS}/inspect/export-{ROUNDTRIP}"
-INSPECT_FILES = [
-    f"{d}/{f}" for d in INSPECT_FOLDERS.values() for f in INSPECT_OUTPUTS
-]
+INSPECT_FILES = [f"{d}/{f}" for d in INSPECT_FOLDERS.values() for f in INSPECT_OUTPUTS]
 
 
 if INSPECTED:

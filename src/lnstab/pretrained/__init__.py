@@ -3,8 +3,9 @@
 One module per concern:
 
 - ``gpt2``: GPT-2 in lnstab's own GPT (and back), where every probe and bound runs unchanged;
-- ``formats``: the files weights come from (safetensors, pytorch_model.bin, GGUF) and the trained
-  models installed packages carry (``INSTALLED``: SmolLM2, Gemma 3, MiniLM), pinned by sha256;
+- ``installed``: the trained models installed packages carry (``INSTALLED``: SmolLM2, Gemma 3,
+  MiniLM), pinned by sha256, and what an inspection writes where (torch-free);
+- ``formats``: the files weights come from (safetensors, pytorch_model.bin, GGUF);
 - ``hooked``: the other families, their placement, and their stream read through forward hooks;
 - ``stream``: what the paper is about on a real stream (moments, robust statistics, massive
   activations, adjoints, depth statistics in the claims' vocabulary, norm gains);
@@ -12,15 +13,24 @@ One module per concern:
 - ``inspection``: the command (``inspect``); ``roundtrip``: a study run exported and inspected; ``tables``: the
   study's tables of its inspections.
 """
-from .formats import INSTALLED, installed_path
-from .gpt2 import from_gpt2, gpt2_from_tensors, to_gpt2
-from .hooked import FAMILIES, Family, family, probe_hooked
-from .inspection import (RUNTIME_BYTES, available_bytes, bytes_needed, default_text, inspect, inspect_models,
-                      inspection_names, load_checkpoint, resolve_model, tokens_for)
-from .roundtrip import compare_final, inspect_run
-from .tables import inspection_tables, write_inspection_tables
+import importlib
 
-__all__ = ["FAMILIES", "INSTALLED", "RUNTIME_BYTES", "Family", "available_bytes", "bytes_needed", "compare_final",
-           "default_text", "family", "from_gpt2", "gpt2_from_tensors", "inspect", "inspect_models", "inspect_run",
-           "inspection_names", "inspection_tables", "installed_path", "load_checkpoint", "probe_hooked",
-           "resolve_model", "to_gpt2", "tokens_for", "write_inspection_tables"]
+# what the package exports, and the module that holds it: imported on first use, so that the
+# workflow's parse of the Snakefile (every job's) reads ``installed`` without importing torch
+EXPORTS = {
+    "INSTALLED": "installed", "installed_path": "installed", "inspection_names": "installed",
+    "from_gpt2": "gpt2", "gpt2_from_tensors": "gpt2", "to_gpt2": "gpt2",
+    "FAMILIES": "hooked", "Family": "hooked", "family": "hooked", "probe_hooked": "hooked",
+    "RUNTIME_BYTES": "inspection", "available_bytes": "inspection", "bytes_needed": "inspection",
+    "default_text": "inspection", "inspect": "inspection", "inspect_models": "inspection",
+    "load_checkpoint": "inspection", "resolve_model": "inspection", "tokens_for": "inspection",
+    "compare_final": "roundtrip", "inspect_run": "roundtrip",
+    "inspection_tables": "tables", "write_inspection_tables": "tables",
+}
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{EXPORTS[name]}", __name__), name)

@@ -1,7 +1,7 @@
 """``lnstab inspect``: a trained checkpoint measured as a training run's final probe.
 
 A model is a ``save_pretrained`` folder, a name in the local transformers cache, a GGUF file, or
-the short name of a model an installed package carries (``formats.INSTALLED``: smollm2-135m,
+the short name of a model an installed package carries (``installed.INSTALLED``: smollm2-135m,
 gemma3-270m, minilm-l6). Nothing is ever downloaded. The GPT-2 family is loaded into lnstab's own
 GPT (every probe, bound and Jacobian estimate of the package); other families are measured through
 hooks (``hooked``), with the statistics of ``stream`` and the bounds of ``bounds`` where one is
@@ -16,8 +16,6 @@ import functools
 import hashlib
 import json
 import math
-import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -32,13 +30,13 @@ from ..model import lm_loss
 from ..probes import point_of, probe, stacked_moments, stream_rows
 from ..runfolder import BOUND_COLUMNS, PROBE_COLUMNS
 from .bounds import family_bound_rows
-from .formats import INSTALLED, file_sha256, gguf_quantisation, installed_path, load_gguf, weight_tensors
+from .formats import gguf_quantisation, load_gguf, weight_tensors
 from .gpt2 import gpt2_from_tensors
 from .hooked import Family, family, probe_hooked
-from .stream import GAIN_COLUMNS, STREAM_COLUMNS, depth_statistics, gain_rows, groups, stream_table_rows
+from .installed import INSTALLED, file_sha256, inspection_names, installed_path
+from .stream import STREAM_COLUMNS, depth_statistics, gain_rows, groups, stream_table_rows
+from .tables import GAIN_COLUMNS
 
-INSPECT_FILES = ("probes.csv", "bounds.csv", "stream.csv", "gains.csv", "quantisation.csv", "summary.json",
-                 "provenance.json")
 MASSIVE_TOP = 3  # the largest dimensions reported per point (massive activations)
 
 
@@ -84,22 +82,6 @@ def resolve_model(model: str | Path) -> Path:
                           "save_pretrained and pass its folder")
     raise ConfigError(f"{path}: not a folder written by transformers' save_pretrained "
                       "(models are read from folders, .gguf files or the local cache only: nothing is downloaded)")
-
-
-def inspection_names(models: list[str]) -> dict[str, str]:
-    """Output folder name -> model of ``inspect.models``: an installed model by its short name, a
-    folder or file by its last component, a cached model name with its slash as ``--``
-    (``openai-community/gpt2`` -> ``openai-community--gpt2``)."""
-    names = {}
-    for model in models:
-        local = model not in INSTALLED and (os.path.exists(model) or model.startswith((".", "/", "~")))
-        name = os.path.basename(os.path.normpath(model)) if local else model.replace("/", "--")
-        name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
-        if name in names or name.startswith("export-"):
-            raise ConfigError(f"inspect.models: {model!r} and {names.get(name, 'the exported run')!r} would "
-                              f"both be written to inspect/{name}: save one under another folder name")
-        names[name] = model
-    return names
 
 
 def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32):

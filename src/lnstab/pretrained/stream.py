@@ -28,7 +28,6 @@ from ..screen import ADJOINT_STEP_WINDOW, EXPONENTIAL_FACTOR, LINEAR_EXPONENT
 from ..stats import COLLAPSE_RATIO, depth_shape
 
 STREAM_COLUMNS = ["sequences", "point", "layer", "sublayer", "quantity", "value"]
-GAIN_COLUMNS = ["layer", "norm", "role", "gain_mean", "gain_rms", "gain_max_abs"]
 
 
 def groups(n_sequences: int, bos: bool) -> dict[str, list[int]]:
@@ -151,13 +150,3 @@ def gain_rows(hf_model, fam) -> list[dict]:
         if not name.startswith(fam.layers) and is_norm(m):
             add(len(layers) if "final" in name or name.endswith(("norm", "ln_f")) else -1, name, m)
     return rows
-
-
-def gain_growth(gains) -> float:
-    """How much the norms that set a sub-layer's size grow over depth: the last layer's rms gain
-    over the first's, of the ``step`` norms where the family has them, else the ``input`` norms
-    (mean over the layer's norms of that role)."""
-    inner = gains[gains["layer"].between(0, gains["layer"].max() - 1)] if len(gains) else gains
-    role = "step" if (inner["role"] == "step").any() else "input"
-    per_layer = inner[inner["role"] == role].groupby("layer")["gain_rms"].mean()
-    return float(per_layer.iloc[-1] / per_layer.iloc[0]) if len(per_layer) > 1 else float("nan")

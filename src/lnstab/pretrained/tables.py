@@ -9,7 +9,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from .stream import GAIN_COLUMNS, gain_growth
+
+
+GAIN_COLUMNS = ["layer", "norm", "role", "gain_mean", "gain_rms", "gain_max_abs"]  # gains.csv (stream.gain_rows)
+
+
+def gain_growth(gains) -> float:
+    """How much the norms that set a sub-layer's size grow over depth: the last layer's rms gain
+    over the first's, of the ``step`` norms where the family has them, else the ``input`` norms
+    (mean over the layer's norms of that role)."""
+    inner = gains[gains["layer"].between(0, gains["layer"].max() - 1)] if len(gains) else gains
+    role = "step" if (inner["role"] == "step").any() else "input"
+    per_layer = inner[inner["role"] == role].groupby("layer")["gain_rms"].mean()
+    return float(per_layer.iloc[-1] / per_layer.iloc[0]) if len(per_layer) > 1 else float("nan")
 
 
 INSPECTED_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm", "max_abs", "adjoint_norm",
