@@ -42,7 +42,9 @@ def smoke_config(tmp_path, **changes) -> Path:
     cfg["results"] = str(tmp_path / "results")
     cfg["figures"] = str(tmp_path / "figures")
     if "sweeps" in changes:  # the round trip's run is one of smoke.yaml's own grid
-        cfg["inspect"] = {"roundtrip": None}  # (an empty mapping would merge with config.yaml's)
+        # smoke.yaml's inspect section kept (models: [], no real model) with no round trip:
+        # None, since an empty mapping would merge with config.yaml's
+        cfg["inspect"] = {**cfg.get("inspect", {}), "roundtrip": None}
     cfg.update(changes)
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "smoke.yaml"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lnstab.claims import (CLAIMS, Evidence, claims_table, decide, demonstrations_table, depth_exponents,
-                           software_checks_table)
+                           reference_table, software_checks_table)
 from lnstab.stats import dt_ablation_table
 
 
@@ -52,16 +52,17 @@ def pre_peri(pre_scales, peri_scales, **kw):
 
 
 def test_registry_splits_the_compound_claims_and_keeps_demos_and_checks_out():
-    assert list(CLAIMS) == ["pre_scale_grows_with_training", "pre_above_peri_trained", "wd_limits_pre",
+    assert list(CLAIMS) == ["pre_scale_grows_after_warmup", "pre_scale_grows_more_than_peri",
+                            "pre_above_peri_trained", "wd_limits_pre",
                             "small_dt_limits_trained_pre", "peri_depth_at_most_linear",
                             "pre_depth_faster_than_linear", "small_dt_uniform_adjoints",
                             "small_dt_uniform_grad_spread", "peri_loss_competitive"]
     t = claims_table(pre_peri([10.0, 11, 12], [2.0, 2.1, 2.2]))
-    assert list(t["claim"]) == list(CLAIMS)
+    assert list(t["claim"]) == list(CLAIMS) and set(t["condition"]) == {"all", "dt=1"}
     assert {"effect", "ci_low", "ci_high", "seeds", "verdict", "effect_is"} <= set(t.columns)
 
 
-@pytest.mark.parametrize("name", ["pre_scale_grows_with_training", "pre_above_peri_trained"])
+@pytest.mark.parametrize("name", ["pre_scale_grows_more_than_peri", "pre_above_peri_trained"])
 def test_pre_against_peri_scale_every_verdict(name):
     assert result(name, pre_peri([10.0, 11, 12], [2.0, 2.1, 2.2]))[0] == "supported"
     assert result(name, pre_peri([2.0, 2.1, 2.2], [10.0, 11, 12]))[0] == "refuted"
@@ -88,9 +89,10 @@ def test_growth_is_measured_from_the_end_of_warmup_not_from_step_0():
     # Pre-LN grew 20x out of the initialisation and nothing after; Peri-LN grew 2x after warmup
     rows = [run("pre", seed=s, scale_step0=0.02, scale_warmup=0.4, scale_final=0.4, scale_peak=0.5) for s in SEEDS]
     rows += [run("peri", seed=s, scale_step0=0.1, scale_warmup=0.2, scale_final=0.4 + 0.01 * s) for s in SEEDS]
-    r = result("pre_scale_grows_with_training", table(rows))
+    r = result("pre_scale_grows_more_than_peri", table(rows))
     assert r[0] == "refuted"  # from step 0 it would be 20x against 4x: "supported"
-    ev = CLAIMS["pre_scale_grows_with_training"].test(table(rows))
+    assert result("pre_scale_grows_after_warmup", table(rows))[0] == "undecided"  # x1.0 in every seed: no interval
+    ev = CLAIMS["pre_scale_grows_more_than_peri"].test(table(rows))
     assert "out of the init" in ev.numbers and "peak step" in ev.numbers
 
 
@@ -266,9 +268,99 @@ def test_readme_quotes_the_committed_verdicts():
         path = ROOT / results / "tables" / "claims.csv"
         if not path.exists() or study not in rows:
             continue
-        table = pd.read_csv(path).set_index("claim")
-        quoted = dict(re.findall(r"`(\w+)` (supported|mixed|refuted|undecided|untested)", rows[study]))
-        for claim, verdict in quoted.items():
-            assert table.loc[claim, "verdict"] == verdict, (study, claim)
+        table = pd.read_csv(path)
+        if "condition" not in table:  # a study committed before claims were split
+            table["condition"] = "all"
+        verdicts = table.set_index(["claim", "condition"])["verdict"]
+        quoted = re.findall(r"`(\w+)`(?: at (dt=[\d.]+))? (supported|mixed|refuted|undecided|untested)", rows[study])
+        for claim, condition, verdict in quoted:
+            assert verdicts[(claim, condition or "all")] == verdict, (study, claim, condition)
         checked += len(quoted)
     assert checked > 0
+
+
+def opposite_at_two_dt():
+    """Pre-LN grows about 3x after warmup at dt 1 and shrinks about 3x at dt 0.1; Peri-LN stays (1x)."""
+    rows = []
+    for s in SEEDS:
+        rows += [run("pre", seed=s, dt=1.0, scale_final=3.0 + 0.1 * s), run("peri", seed=s, dt=1.0),
+                 run("pre", seed=s, dt=0.1, scale_final=0.3 + 0.02 * s), run("peri", seed=s, dt=0.1)]
+    return table(rows)
+
+
+def test_growth_claims_are_judged_per_dt_where_pooling_would_read_undecided():
+    runs = opposite_at_two_dt()
+    t = claims_table(runs).set_index(["claim", "condition"])
+    for name in ("pre_scale_grows_after_warmup", "pre_scale_grows_more_than_peri"):
+        assert t.loc[(name, "dt=1"), "verdict"] == "supported"
+        assert t.loc[(name, "dt=0.1"), "verdict"] == "refuted"
+        assert t.loc[(name, "dt=1"), "checked"] == 3  # one comparison per seed at each dt
+        assert result(name, runs)[0] == "undecided"  # what the pooled claim would have said
+    assert (t.xs("all", level="condition")["checked"] > 0).any()  # unsplit claims keep one row
+
+
+def test_the_first_half_is_pre_lns_own_growth_whatever_peri_does():
+    rows = [run("pre", seed=s, scale_final=2.0 + 0.1 * s) for s in SEEDS]
+    rows += [run("peri", seed=s, scale_final=5.0 + 0.1 * s) for s in SEEDS]  # Peri-LN grows more
+    assert result("pre_scale_grows_after_warmup", table(rows))[0] == "supported"
+    assert result("pre_scale_grows_more_than_peri", table(rows))[0] == "refuted"
+    shrinks = [run("pre", seed=s, scale_final=0.5 + 0.01 * s) for s in SEEDS]
+    assert result("pre_scale_grows_after_warmup", table(shrinks))[0] == "refuted"
+
+
+def test_dt_folded_runs_are_not_more_pairs_of_the_growth_comparison():
+    runs = opposite_at_two_dt()
+    folded = runs[runs["dt"] == 0.1].assign(fold_dt=True, scale_final=50.0)  # would turn dt 0.1 around
+    both = pd.concat([runs, folded], ignore_index=True)
+    for name in ("pre_scale_grows_after_warmup", "pre_scale_grows_more_than_peri"):
+        assert result(name, both[both["dt"] == 0.1]) == result(name, runs[runs["dt"] == 0.1])
+
+
+def test_a_mixed_verdict_says_how_many_comparisons_hold():
+    rows = pre_peri([10.0, 11, 12], [2.0, 2.1, 2.2])
+    rows = pd.concat([rows, pre_peri([10.0, 11, 1.9], [2.0, 2.1, 2.2], n_layer=16)], ignore_index=True)
+    row = claims_table(rows).set_index("claim").loc["pre_above_peri_trained"]
+    assert row["verdict"] == "mixed" and row["numbers"].startswith("5/6 comparisons hold")
+
+
+def scale_rows(runs, at_step):
+    """The scale table of ``runs``: top-of-stream mean|x| at probe steps 0..800, ``at_step(run, step)``."""
+    keys = ["placement", "n_layer", "dt", "weight_decay", "lr", "seed", "init_scale", "fold_dt"]
+    return table([{**{k: r[k] for k in keys}, "step": st, "top_mean_abs": at_step(r, st)}
+                  for _, r in runs.iterrows() for st in range(0, 900, 100)])
+
+
+def test_the_verdict_is_given_from_every_reference_step_after_warmup():
+    # Pre-LN rises from 1.75 at the end of warmup to 4 at step 400 and ends at 2; Peri-LN stays flat
+    def at_step(placement, seed, st):
+        if placement == "peri":
+            return 1.0 + 0.01 * seed
+        return 2.0 + 0.05 * seed if st == 800 else 1.0 + 3.0 * min(st, 800 - st) / 400 + 0.05 * seed
+    runs = table([run(p, seed=s, scale_warmup=at_step(p, s, 100), scale_final=at_step(p, s, 800))
+                  for p in ("pre", "peri") for s in SEEDS])
+    at_step_of_run = lambda r, st: at_step(r["placement"], r["seed"], st)  # noqa: E731
+    ref = reference_table(runs, scale_rows(runs, at_step_of_run))
+    pre = ref[ref["claim"] == "pre_scale_grows_after_warmup"].set_index("reference_step")
+    assert list(pre.index) == [100, 200, 300, 400, 500, 600, 700]  # from the end of warmup, before the final
+    assert pre["default"].tolist() == [True] + [False] * 6
+    assert pre.loc[100, "verdict"] == "supported" and pre.loc[400, "verdict"] == "refuted"  # from its peak it fell
+    # from the default reference step the table gives the claim's own verdict and effect
+    claims = claims_table(runs, scale_rows(runs, at_step_of_run)).set_index("claim")
+    own = claims.loc["pre_scale_grows_after_warmup"]
+    assert (pre.loc[100, "verdict"], pre.loc[100, "effect"]) == (own["verdict"], own["effect"])
+    assert "By reference step (claims_reference.csv): 100 supported, 200 " in own["numbers"]
+    assert "400 refuted" in own["numbers"]
+
+
+def test_a_study_config_is_read_over_config_yaml_as_snakemake_reads_it(tmp_path):
+    from lnstab.study import load_study
+
+    (tmp_path / "config.yaml").write_text("base: {model: {d_model: 32, n_head: 4}, train: {steps: 800}}\n"
+                                          "sweeps: [{placement: [pre]}]\ninspect: {models: [a], roundtrip: {seed: 0}}\n")
+    (tmp_path / "small.yaml").write_text("base: {model: {d_model: 16}}\nsweeps: [{placement: [peri]}]\n"
+                                         "inspect: {roundtrip: null}\n")
+    cfg, runs = load_study(tmp_path / "small.yaml")
+    assert cfg["base"] == {"model": {"d_model": 16, "n_head": 4}, "train": {"steps": 800}}
+    assert cfg["sweeps"] == [{"placement": ["peri"]}]  # a list is replaced, never merged
+    assert cfg["inspect"] == {"models": ["a"], "roundtrip": None}
+    assert load_study(tmp_path / "config.yaml")[0]["base"]["model"]["d_model"] == 32

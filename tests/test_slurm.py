@@ -115,7 +115,11 @@ def test_two_process_job_stops_on_sigterm_and_resumes_exactly(slurm_cluster, tmp
                 subprocess.run(["scancel", "--signal=TERM", *ids], check=True)
                 signalled = True
         time.sleep(0.2)
-    assert signalled, "the training job never reached step 20"
+    if not signalled:  # say why: snakemake's own end, or what SLURM still holds
+        queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout
+        proc.kill()
+        pytest.fail(f"the training job never reached step 20 (snakemake exit {proc.poll()}); queue:\n{queue}\n"
+                    + proc.communicate()[0][-3000:])
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-5000:]
     run_dir = next((tmp_path / "slurm" / "results" / "runs").iterdir())

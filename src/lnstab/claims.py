@@ -69,10 +69,16 @@ class Claim:
     test: Callable[[pd.DataFrame], Evidence]
     decided_by: tuple[str, ...]  # studies that would decide it, in order of cost
     min_seeds: int = 2
+    # a grid key whose values are judged apart (one row each): where the data decide the claim
+    # differently at different values, pooling them would read "undecided" and misreport both
+    split: str | None = None
+    # growth measured from a reference step (the end of warmup): its verdict is also given from
+    # every later probe step (claims_reference.csv), so the choice of reference is visible
+    from_reference: bool = False
 
 
 CLAIMS: dict[str, Claim] = {}
-EXTENDED = "config/extended.yaml (8-48 blocks, 1,000 steps, 3 seeds, about an hour on 2 cores)"
+EXTENDED = "config/extended.yaml (8-48 blocks, 1,000 steps, 3 seeds, about two hours on 2 cores)"
 GPU = "config/gpu.yaml (48 blocks of width 512, on one GPU)"
 PAPER = "config/paper.yaml (GPT-2 scale, GPU-hours: docs/plans/paper.md)"
 TUNING = ("config/tuning.yaml (every placement at the same 12 trials: 3 learning rates x 2 last-map init scales "
@@ -83,10 +89,11 @@ WIDER_TUNING = ("config/tuning.yaml widened: learning rates above 1e-2 (its best
 
 
 def claim(statement: str, criterion: str, effect: str, side: str, reference: float,
-          decided_by: tuple[str, ...] = DEEPER, min_seeds: int = 2):
+          decided_by: tuple[str, ...] = DEEPER, min_seeds: int = 2, split: str | None = None,
+          from_reference: bool = False):
     def register(fn):
         CLAIMS[fn.__name__] = Claim(fn.__name__, statement, criterion, effect, side, reference, fn,
-                                    decided_by, min_seeds)
+                                    decided_by, min_seeds, split, from_reference)
         return fn
     return register
 
@@ -139,22 +146,47 @@ def log_ratio(a, b) -> np.ndarray:
     return np.log10(np.asarray(a, float) / np.asarray(b, float))
 
 
-@claim("Pre-LN's hidden-state scale grows during training, more than Peri-LN's",
-       "top-of-stream mean|x|, final / end of warmup: Pre-LN above Peri-LN, pairs matched on every other "
-       "grid key and the seed. Reference: the end of warmup (growth out of the initialisation, step 0 "
-       "to warmup, is reported apart and is not the claim)",
-       "mean log10(Pre-LN growth / Peri-LN growth) after warmup", "above", 0.0)
-def pre_scale_grows_with_training(runs):
-    p = pairs(judged(runs), "placement", "pre", "peri")
+def growth_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The judged runs of the growth claims: dt-folded runs are the dt ablation's second
+    parametrisation of the same comparison, not more pairs of it."""
+    return judged(runs)[lambda r: ~r["fold_dt"].astype(bool)]
+
+
+def _growth_numbers(df: pd.DataFrame, suffix: str = "") -> str:
+    col = lambda name: df[name + suffix]  # noqa: E731
+    return (f"final/warmup {span(col('scale_growth_train'))}; out of the init (warmup/step 0) "
+            f"{span(col('scale_growth_init'))}; peak step {span(col('peak_step'))}; final/peak "
+            f"{span(col('scale_final_over_peak'))}")
+
+
+GROWTH_REFERENCE = ("Reference: the end of warmup (growth out of the initialisation, step 0 to warmup, is reported "
+                    "apart and is not the claim); the verdict from every later probe step as reference is in "
+                    "claims_reference.csv. Judged per dt; dt-folded runs left out")
+
+
+@claim("Pre-LN's hidden-state scale grows during training",
+       f"top-of-stream mean|x|, final / end of warmup, of learned Pre-LN runs: above 1. {GROWTH_REFERENCE}",
+       "mean over seeds of log10(Pre-LN final / end-of-warmup scale)", "above", 0.0, split="dt", from_reference=True)
+def pre_scale_grows_after_warmup(runs):
+    pre = growth_runs(runs)[lambda r: r["placement"] == "pre"]
+    if pre.empty:
+        return Evidence(0, 0, "needs learned Pre-LN runs")
+    e = np.log10(pre["scale_growth_train"].to_numpy(float))
+    return Evidence(int((e > 0).sum()), len(pre), f"pre, from step {int(pre['warmup_step'].max())}: "
+                    + _growth_numbers(pre), per_seed(pre, e))
+
+
+@claim("Pre-LN's hidden-state scale grows during training more than Peri-LN's",
+       "top-of-stream mean|x|, final / end of warmup: Pre-LN above Peri-LN, pairs matched on every other grid key "
+       f"and the seed. {GROWTH_REFERENCE}",
+       "mean log10(Pre-LN growth / Peri-LN growth) after warmup", "above", 0.0, split="dt", from_reference=True)
+def pre_scale_grows_more_than_peri(runs):
+    p = pairs(growth_runs(runs), "placement", "pre", "peri")
     if p.empty:
         return Evidence(0, 0, "needs learned Pre-LN and Peri-LN runs matched on the other grid keys")
     e = log_ratio(p["scale_growth_train_a"], p["scale_growth_train_b"])
     return Evidence(int((e > 0).sum()), len(p), (
-        f"final/warmup (step {int(p['warmup_step_a'].max())}): pre {span(p['scale_growth_train_a'])}, "
-        f"peri {span(p['scale_growth_train_b'])}; pre's own growth > 1 in {int((p['scale_growth_train_a'] > 1).sum())}"
-        f"/{len(p)}; out of the init (warmup/step 0): pre {span(p['scale_growth_init_a'])}, peri "
-        f"{span(p['scale_growth_init_b'])}; peak step: pre {span(p['peak_step_a'])}, peri {span(p['peak_step_b'])}; "
-        f"final/peak: pre {span(p['scale_final_over_peak_a'])}, peri {span(p['scale_final_over_peak_b'])}"),
+        f"from step {int(p['warmup_step_a'].max())}: pre {_growth_numbers(p, '_a')}; peri {_growth_numbers(p, '_b')}"),
         per_seed(p, e))
 
 
@@ -352,19 +384,81 @@ def peri_loss_competitive(runs):
     return Evidence(holds, len(per_depth), "; ".join(parts + needs), seeds)
 
 
-def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: claim, verdict, effect, ci_low, ci_high, seeds, holds, checked,
-    statement, criterion, effect_is (what the effect number is), numbers."""
+def conditions(c: Claim, runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(condition, runs) pairs the claim is judged on: every run ("all"), or each value of its
+    split key apart, largest first (judged values only)."""
+    values = sorted(judged(runs)[c.split].unique(), reverse=True) if c.split else []
+    if not values:
+        return [("all", runs)]
+    return [(f"{c.split}={v:g}", runs[runs[c.split] == v]) for v in values]
+
+
+def _row(c: Claim, condition: str, ev: Evidence) -> dict:
+    v, effect, lo, hi, n = decide(c, ev)
+    numbers = ev.numbers
+    if v == "untested" and n < c.min_seeds and ev.checked:
+        numbers = f"{n} seed(s); the claim needs {c.min_seeds}. " + numbers
+    if v == "mixed":  # on the claimed side over seeds, yet not every comparison: say how many
+        numbers = f"{ev.holds}/{ev.checked} comparisons hold. " + numbers
+    return {"claim": c.id, "condition": condition, "verdict": v, "effect": effect, "ci_low": lo, "ci_high": hi,
+            "seeds": n, "holds": ev.holds, "checked": ev.checked}, numbers
+
+
+FLOAT_KEYS = ("dt", "weight_decay", "lr", "init_scale")  # "1" reads back from a CSV as an integer
+
+
+def _keyed(df: pd.DataFrame) -> pd.DataFrame:
+    return df.astype({k: float for k in FLOAT_KEYS if k in df}).astype({"fold_dt": bool})
+
+
+def reference_table(runs: pd.DataFrame, scale: pd.DataFrame | None) -> pd.DataFrame:
+    """Per claim measured from a reference step (``from_reference``) and condition: the verdict
+    with each probe step from the end of warmup to the one before the final as the reference
+    (``scale``: the scale table, per run and probe step). ``default``: the step the claim uses."""
+    cols = ["claim", "condition", "reference_step", "default", "verdict", "effect", "ci_low", "ci_high",
+            "seeds", "holds", "checked"]
+    if scale is None:
+        return pd.DataFrame(columns=cols)
+    runs, scale = _keyed(runs), _keyed(scale)
+    rows = []
+    for c in (c for c in CLAIMS.values() if c.from_reference):
+        for condition, sub in conditions(c, runs):
+            j = judged(sub)
+            at = scale.merge(j[RUN_KEYS + ["warmup_step"]], on=RUN_KEYS)
+            at = at[(at["step"] >= at["warmup_step"]) & (at["step"] < at.groupby(RUN_KEYS)["step"].transform("max"))]
+            per_run = [set(g["step"]) for _, g in at.groupby(RUN_KEYS)]
+            steps = sorted(set.intersection(*per_run)) if per_run else []  # steps every judged run has
+            for step in steps:
+                ref = scale[scale["step"] == step][RUN_KEYS + ["top_mean_abs"]].rename(columns={"top_mean_abs": "ref"})
+                moved = sub.merge(ref, on=RUN_KEYS, how="left")
+                moved = moved.assign(scale_warmup=moved["ref"], warmup_step=step,
+                                     scale_growth_init=moved["ref"] / moved["scale_step0"],
+                                     scale_growth_train=moved["scale_final"] / moved["ref"]).drop(columns="ref")
+                row, _ = _row(c, condition, c.test(moved))
+                rows.append({**row, "reference_step": int(step), "default": bool(step == j["warmup_step"].max())})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _by_reference(ref: pd.DataFrame, claim_id: str, condition: str) -> str:
+    r = ref[(ref["claim"] == claim_id) & (ref["condition"] == condition)]
+    if r.empty:
+        return ""
+    return "By reference step (claims_reference.csv): " + ", ".join(
+        f"{s} {v}" for s, v in zip(r["reference_step"], r["verdict"])) + ". "
+
+
+def claims_table(runs: pd.DataFrame, scale: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per claim and condition (a split claim has one per value of its split key):
+    claim, condition, verdict, effect, ci_low, ci_high, seeds, holds, checked, statement,
+    criterion, effect_is (what the effect number is), numbers. With ``scale`` (the scale table),
+    a claim measured from a reference step also says its verdict from each later probe step."""
+    ref = reference_table(runs, scale)
     rows = []
     for c in CLAIMS.values():
-        ev = c.test(runs)
-        v, effect, lo, hi, n = decide(c, ev)
-        numbers = ev.numbers
-        if v == "untested" and n < c.min_seeds and ev.checked:
-            numbers = f"{n} seed(s); the claim needs {c.min_seeds}. " + numbers
-        rows.append({"claim": c.id, "verdict": v, "effect": effect, "ci_low": lo, "ci_high": hi, "seeds": n,
-                     "holds": ev.holds, "checked": ev.checked, "statement": c.statement,
-                     "criterion": c.criterion, "effect_is": c.effect, "numbers": numbers})
+        for condition, sub in conditions(c, runs):
+            row, numbers = _row(c, condition, c.test(sub))
+            rows.append({**row, "statement": c.statement, "criterion": c.criterion, "effect_is": c.effect,
+                         "numbers": _by_reference(ref, c.id, condition) + numbers})
     return pd.DataFrame(rows)
 
 

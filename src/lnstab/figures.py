@@ -434,7 +434,7 @@ FIGURE_CLAIMS = {
     "fig2_depth": ("peri_depth_at_most_linear", "pre_depth_faster_than_linear"),
     "fig3_backward": ("small_dt_uniform_adjoints", "small_dt_uniform_grad_spread"),
     "fig4_losses": ("peri_loss_competitive",),
-    "fig6_scale": ("pre_scale_grows_with_training",),
+    "fig6_scale": ("pre_scale_grows_after_warmup", "pre_scale_grows_more_than_peri"),
 }
 
 
@@ -448,9 +448,10 @@ def _rst_text(text: str) -> str:
 def caption_claims(claims: pd.DataFrame, figure: str) -> str:
     """The verdict and numbers of each claim ``figure`` shows, as a reStructuredText bullet list
     for its report caption ('' for a figure that shows none)."""
-    rows = claims.set_index("claim")
-    lines = [f"- {_rst_text(name)}: **{rows.at[name, 'verdict']}**. {_rst_text(str(rows.at[name, 'numbers']))}"
-             for name in FIGURE_CLAIMS.get(figure, ()) if name in rows.index]
+    shown = claims[claims["claim"].isin(FIGURE_CLAIMS.get(figure, ()))]
+    condition = shown["condition"] if "condition" in shown else pd.Series("all", index=shown.index)
+    lines = [f"- {_rst_text(r.claim)}{'' if c == 'all' else ' at ' + _rst_text(c)}: **{r.verdict}**. "
+             f"{_rst_text(str(r.numbers))}" for r, c in zip(shown.itertuples(), condition)]
     return ("\n\nThis study's verdicts (results/tables/claims.csv):\n\n" + "\n".join(lines)) if lines else ""
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from .baselines import cross_entropies
-from .claims import claims_table, demonstrations_table, software_checks_table
+from .claims import claims_table, demonstrations_table, reference_table, software_checks_table
 from .stats import dt_ablation_table
 from .config import ConfigError, DataConfig, load_config, read_yaml
 from .grid import expand, run_config
@@ -31,9 +31,23 @@ def redirect_output(log_path: str | Path) -> None:
     sys.stdout = sys.stderr = stream
 
 
+def over(cfg: dict, defaults: dict) -> dict:
+    """``cfg`` over ``defaults``: mappings merged key by key, anything else replaced (what
+    Snakemake does with a --configfile over the Snakefile's config/config.yaml)."""
+    out = dict(defaults)
+    for k, v in cfg.items():
+        out[k] = over(v, out[k]) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def load_study(config_path: str | Path) -> tuple[dict, dict]:
-    """(workflow config, {run_id: grid params}) from a workflow YAML such as config/config.yaml."""
-    cfg = read_yaml(Path(config_path).read_text(), str(config_path))
+    """(workflow config, {run_id: grid params}) from a workflow YAML such as config/extended.yaml,
+    over the config.yaml beside it as the workflow reads it (``snakemake --configfile``)."""
+    path = Path(config_path)
+    cfg = read_yaml(path.read_text(), str(path))
+    default = path.with_name("config.yaml")
+    if default.exists() and default.resolve() != path.resolve():
+        cfg = over(cfg, read_yaml(default.read_text(), str(default)))
     return cfg, expand(cfg["sweeps"], cfg.get("base", {}))
 
 
@@ -255,16 +269,26 @@ def read_table(path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def make_claims_table(runs_csv, tables_dir) -> pd.DataFrame:
-    """claims, demonstrations, software_checks and dt_ablation (lnstab.tables.JUDGED) from runs.csv."""
+def make_claims_table(runs_csv, tables_dir, scale_csv=None) -> pd.DataFrame:
+    """claims, claims_reference, demonstrations, software_checks and dt_ablation
+    (lnstab.tables.JUDGED) from runs.csv and scale.csv (default: next to runs.csv)."""
     runs = read_table(runs_csv)
-    claims = claims_table(runs)
-    tables = {"claims": claims, "demonstrations": demonstrations_table(runs),
-              "software_checks": software_checks_table(runs), "dt_ablation": dt_ablation_table(runs)}
+    scale_csv = Path(scale_csv or Path(runs_csv).with_name("scale.csv"))
+    if scale_csv.exists():
+        scale = read_table(scale_csv)
+    else:  # a study committed before scale.csv was: its verdicts, but none by reference step
+        print(f"{scale_csv}: not found; claims measured from a reference step are judged from the end of warmup only")
+        scale = None
+    claims = claims_table(runs, scale)
+    tables = {"claims": claims,
+              "claims_reference": reference_table(runs, scale),
+              "demonstrations": demonstrations_table(runs), "software_checks": software_checks_table(runs),
+              "dt_ablation": dt_ablation_table(runs)}
     for name, df in tables.items():
         write_table(df, Path(tables_dir) / name)
     for _, c in claims.iterrows():
-        print(f"{c['claim']}: {c['verdict']} effect {c['effect']:.3g} [{c['ci_low']:.3g}, {c['ci_high']:.3g}] "
+        where = "" if c["condition"] == "all" else f" [{c['condition']}]"
+        print(f"{c['claim']}{where}: {c['verdict']} effect {c['effect']:.3g} [{c['ci_low']:.3g}, {c['ci_high']:.3g}] "
               f"over {c['seeds']} seed(s), {c['holds']}/{c['checked']}; {c['numbers']}")
     d = tables["demonstrations"]
     print(f"demonstrations: {int(d['demonstrated'].sum())}/{len(d)} showed what they were declared to")

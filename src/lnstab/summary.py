@@ -54,32 +54,44 @@ def study_file(config: dict) -> str:
     return "config/config.yaml" if results == "results" else f"config/{os.path.basename(results)}.yaml"
 
 
+def _named(r) -> str:
+    """A claim's name with its condition, where it is split."""
+    condition = getattr(r, "condition", "all")
+    return f"`{r.claim}`" + ("" if condition in ("all", None) or condition != condition else f" at {condition}")
+
+
+OPEN = ("undecided", "untested")  # a refuted or mixed claim is decided, if not as the paper says
+
+
 def _undecided(claims: pd.DataFrame, config: dict) -> list[str]:
-    """Per claim not supported: its numbers and a study that would decide it (never this one)."""
+    """Per claim this study leaves open (undecided or untested): its numbers and a study that
+    would decide it (never this one)."""
     from .claims import CLAIMS
 
     here = study_file(config)
-    rows = claims[claims["verdict"] != "supported"]
+    rows = claims[claims["verdict"].isin(OPEN)]
     if rows.empty:
-        return ["Every claim is supported at this scale."]
+        return ["This study decides every claim (the verdicts above)."]
     out = []
     for r in rows.itertuples():
         others = [s for s in CLAIMS[r.claim].decided_by if not s.startswith(here)] if r.claim in CLAIMS else []
         where = f" Deciding it needs {others[0]}." if others else " No study of this package is larger."
-        out.append(f"- `{r.claim}`: {r.verdict} (effect {_num(r.effect)} [{_num(r.ci_low)}, {_num(r.ci_high)}] over "
+        out.append(f"- {_named(r)}: {r.verdict} (effect {_num(r.effect)} [{_num(r.ci_low)}, {_num(r.ci_high)}] over "
                    f"{r.seeds} seed(s); {r.holds}/{r.checked} comparisons).{where}")
     return out
 
 
 def _elsewhere(claims: pd.DataFrame, others: dict[str, pd.DataFrame]) -> list[str]:
-    """The verdicts other studies' committed claims tables give to the claims not supported here."""
-    open_here = set(claims.loc[claims["verdict"] != "supported", "claim"])
+    """The verdicts other studies' committed claims tables give to the claims left open here."""
+    key = lambda t: list(zip(t["claim"], t["condition"] if "condition" in t else ["all"] * len(t)))  # noqa: E731
+    open_here = set(key(claims[claims["verdict"].isin(OPEN)]))
     lines = []
     for study, table in sorted(others.items()):
-        for r in table[table["claim"].isin(open_here) & (table["verdict"] != "untested")].itertuples():
+        here = pd.Series([k in open_here for k in key(table)], index=table.index, dtype=bool)
+        for r in table[here & (table["verdict"] != "untested")].itertuples():
             effect = (f"effect {_num(r.effect)} [{_num(r.ci_low)}, {_num(r.ci_high)}] over {r.seeds} seed(s)"
                       if hasattr(r, "effect") else f"{r.holds}/{r.checked}, a table older than effects and intervals")
-            lines.append(f"- `{r.claim}` in {study}: {r.verdict} ({effect}): {r.numbers}")
+            lines.append(f"- {_named(r)} in {study}: {r.verdict} ({effect}): {r.numbers}")
     if not lines:
         return []
     return ["### What the other committed studies say of them", "", *lines, ""]
@@ -263,7 +275,8 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
     lt["learned"] = lt["learned"].astype(str) + "/" + lt["seeds"].astype(str)
     lt["last maps"] = [last_maps(r) for r in lt.itertuples()]
     lt = lt[["placement", "n_layer", "dt", "weight_decay", "lr", "last maps", "role", "val loss", "learned"]]
-    cl = claims[["claim", "verdict", "effect", "ci_low", "ci_high", "seeds", "holds", "checked", "numbers"]]
+    cl = claims[["claim", "condition", "verdict", "effect", "ci_low", "ci_high", "seeds", "holds", "checked",
+                 "numbers"]]
     parts = [
         "# lnstab study summary",
         "",
@@ -289,7 +302,9 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
         "",
         "Effect: mean over seeds with its 95% interval over seeds (what each effect is and its reference "
         "point: claims.csv, column effect_is; docs/claims.md). Verdicts: supported (interval on the claimed "
-        "side, every comparison holds), mixed, refuted, undecided (within seed noise), untested.",
+        "side, every comparison holds), mixed (on the claimed side over seeds; holds/checked says how many "
+        "comparisons), refuted, undecided (within seed noise), untested. A claim the data decide differently at "
+        "two values of a grid key is judged at each apart (condition).",
         "",
         cl.astype(object).map(_shown).to_markdown(index=False),
         "",

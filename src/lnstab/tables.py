@@ -27,6 +27,7 @@ TABLES = {
     "runs": ("csv", "md", "tex"),
     "losses": ("csv", "md", "tex"),
     "claims": ("csv", "md", "tex"),
+    "claims_reference": ("csv", "md"),  # a growth claim's verdict from each reference step
     "demonstrations": ("csv", "md"),
     "software_checks": ("csv", "md"),
     "dt_ablation": ("csv", "md"),
@@ -57,7 +58,7 @@ SHOWN_COLUMNS = {
     "runs": PARAMS + ["role", "status", "final_val_loss", "learned", "scale_growth_final", "shape_ratio",
                       "adjoint_ratio", "violations"],
     "losses": [k for k in PARAMS if k != "seed"] + ["role", "seeds", "val_loss_mean", "val_loss_std", "learned"],
-    "claims": ["claim", "verdict", "effect", "ci_low", "ci_high", "seeds", "holds", "checked"],
+    "claims": ["claim", "condition", "verdict", "effect", "ci_low", "ci_high", "seeds", "holds", "checked"],
     "demonstrations": ["placement", "n_layer", "dt", "lr", "seed", "final_val_loss", "adjoint_ratio",
                        "data_over_entry_var", "vanishing", "collapsed", "demonstrated"],
     "software_checks": ["check", "result", "runs_ok", "runs", "checks", "violations", "numbers"],
@@ -66,7 +67,7 @@ SHOWN_COLUMNS = {
     "screen_verdicts": ["architecture", "role", "state", "forward", "backward", "depth_exponent", "step_factor", "adjoint_step_factor", "weight_homogeneity",
                         "data_over_entry_var", "adjoint_ratio", "final_val_loss", "learned"],
 }
-JUDGED = ("claims", "demonstrations", "software_checks", "dt_ablation")  # made from runs.csv by the claims rule
+JUDGED = ("claims", "claims_reference", "demonstrations", "software_checks", "dt_ablation")  # by the claims rule
 COLLECTED = ("runs", "losses", "tightness", "scale", "slopes", "metrics", "probes", "bounds", "timings")
 
 

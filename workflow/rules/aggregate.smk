@@ -38,6 +38,7 @@ rule collect:
 rule claims:
     input:
         runs=f"{RESULTS}/tables/runs.csv",
+        scale=f"{RESULTS}/tables/scale.csv",
     output:
         **{f"{t}_{ext}": path for t in JUDGED for ext, path in table_outputs(t).items()},
     log:
