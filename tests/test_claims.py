@@ -211,6 +211,9 @@ def test_peri_loss_competitive_reports_peri_against_pre_at_dt_1():
     assert "edge of the grid" not in ev.numbers  # every best trial at the middle learning rate
     edge = CLAIMS["peri_loss_competitive"].test(tuning_runs(good, best_trial=0))  # at lr 3e-3, the grid's lowest
     assert "best lr at the edge of the grid for peri, post, pre" in edge.numbers
+    # an optimum that may lie outside the grid decides nothing, whatever the effect
+    assert result("peri_loss_competitive", tuning_runs(good, best_trial=0))[0] == "untested"
+    assert result("peri_loss_competitive", tuning_runs(good, best_trial=5))[0] == "untested"  # at 1e-2, the largest
 
 
 def test_decide_reads_the_side_of_the_claim():
