@@ -23,6 +23,9 @@ sys.path.insert(0, str(ROOT / "tests" / "blocks"))
     ((True, 0.5, 1.1, 1.5, 1.0), ("grows faster than linearly", "uniform")),
     ((True, 0.5, EXPONENTIAL_FACTOR, 3.0, 1.0), ("grows exponentially", "uniform")),
     ((True, COLLAPSE_RATIO / 2, 2.0, 5.0, 0.2), ("collapses", "vanishing")),
+    ((True, 0.5, 1.0, 0.5, 1.0, COLLAPSE_RATIO / 2), ("collapses within sequences", "uniform")),
+    ((True, COLLAPSE_RATIO / 2, 1.0, 0.5, 1.0, COLLAPSE_RATIO / 2), ("collapses", "uniform")),  # global first
+    ((True, 0.5, 1.0, 0.5, 1.0, 2 * COLLAPSE_RATIO), ("at most linear", "uniform")),
     ((True, 0.5, 1.0, 0.5, 1.01 * ADJOINT_STEP_WINDOW), ("at most linear", "exploding")),
     ((True, 0.5, 1.0, 1.0, ADJOINT_STEP_WINDOW), ("at most linear", "uniform")),
     ((False, float("nan"), float("nan"), float("nan"), float("nan")), ("diverges", "diverges")),
@@ -84,6 +87,7 @@ def screened(tmp_path, n_layer, block=None, placement="pre", lrs=(1e-3, 3e-3)):
     ("gated:TanhResidual", "init", "at most linear", "uniform"),  # |increment| <= dt sqrt(d)
     ("built:Doubling", "init", "grows exponentially", "exploding"),  # (1 + dt) per sub-layer
     ("built:Collapsing", "init", "collapses", "vanishing"),
+    ("built:SequenceCollapsing", "init", "collapses within sequences", None),
     ("built:Overflowing", "trained", "diverges", "diverges"),
 ])
 def test_blocks_get_the_verdict_they_were_built_for_at_every_depth(tmp_path, n_layer, block, state, forward,
@@ -92,6 +96,8 @@ def test_blocks_get_the_verdict_they_were_built_for_at_every_depth(tmp_path, n_l
     assert v[state]["forward"] == forward, v[state]
     if backward:
         assert v[state]["backward"] == backward, v[state]
+    if block == "built:SequenceCollapsing":  # the across-sequence variance is not what collapsed
+        assert v["init"]["data_over_entry_var"] > 1e-2 and v["init"]["within_over_entry_var"] < 1e-12, v["init"]
     if block == "built:Doubling":
         assert v["init"]["step_factor"] == pytest.approx(2.0, rel=1e-3)
         assert v["init"]["weight_homogeneity"] == pytest.approx(1.0)  # exponential, yet "weight-free"

@@ -12,6 +12,10 @@ SCREEN_LRS (the best validation loss kept per depth, every trial reported):
   per model       a verdict table with the numbers behind each verdict:
     forward   diverges                    a non-finite hidden state, loss or training
               collapses                   top data-wise variance < COLLAPSE_RATIO x entry-wise
+              collapses within sequences  the variance over the positions of each sequence
+                                          (averaged) < COLLAPSE_RATIO x entry-wise, while the
+                                          variance across sequences stays: every position of a
+                                          sequence carries one vector
               grows exponentially         per-sub-layer growth factor between the two largest
                                           depths >= EXPONENTIAL_FACTOR
               grows faster than linearly  depth exponent a > 1 (top ||x|| / ||x^(0)|| ~ L^a)
@@ -158,13 +162,21 @@ def depth_fit(depths: list[int], growth: list[float]) -> dict[str, float]:
     return {"depth_exponent": float(a), "step_factor": float((G[-1] / G[-2]) ** (1 / (2 * (L[-1] - L[-2]))))}
 
 
+def within_sequence_var(x: torch.Tensor) -> float:
+    """The variance over the positions of each sequence of x (B, T, d), averaged over sequences
+    and entries (biased, like the probes' moments)."""
+    return x.double().var(dim=1, unbiased=False).mean().item()
+
+
 def classify(finite: bool, data_over_entry_var: float, step_factor: float, depth_exponent: float,
-             adjoint_step: float) -> tuple[str, str]:
+             adjoint_step: float, within_over_entry_var: float = math.nan) -> tuple[str, str]:
     """(forward verdict, backward verdict) from the numbers behind them (module docstring)."""
     if not finite:
         return "diverges", "diverges"
     if data_over_entry_var < COLLAPSE_RATIO:
         forward = "collapses"
+    elif within_over_entry_var < COLLAPSE_RATIO:  # NaN (not measured) compares False
+        forward = "collapses within sequences"
     elif step_factor >= EXPONENTIAL_FACTOR:
         forward = "grows exponentially"
     elif depth_exponent > LINEAR_EXPONENT:
@@ -195,8 +207,9 @@ def measure(name: str, model: GPT, batch, state: str, cfg: RunConfig, builtin: b
     finite = res is not None and all(torch.isfinite(h).all().item() for h in res["hidden"]) \
         and math.isfinite(res["loss"])
     if not finite:
-        return [], {"finite": False, "growth": math.nan, "data_over_entry_var": math.nan, "adjoint_ratio": math.nan,
-                    "weight_homogeneity": math.nan, "loss": math.nan}
+        return [], {"finite": False, "growth": math.nan, "data_over_entry_var": math.nan,
+                    "within_over_entry_var": math.nan, "adjoint_ratio": math.nan, "weight_homogeneity": math.nan,
+                    "loss": math.nan}
     slopes = forward_bounds(model, res["hidden"][0], res["weight_norms"])["slope"] if builtin else None
     adj = res["adjoint"]
     K = len(adj) - 1
@@ -212,6 +225,7 @@ def measure(name: str, model: GPT, batch, state: str, cfg: RunConfig, builtin: b
     top = res["moments"][-1]
     return rows, {"finite": True, "growth": top["mean_norm"] / res["moments"][0]["mean_norm"],
                   "data_over_entry_var": top["var_data"] / top["var_entry"],
+                  "within_over_entry_var": within_sequence_var(res["hidden"][-1]) / top["var_entry"],
                   "adjoint_ratio": adj[0] / adj[K] if adj[K] > 0 else math.nan,
                   "weight_homogeneity": weight_homogeneity(model, idx), "loss": res["loss"]}
 
@@ -274,11 +288,11 @@ def verdict_rows(name: str, numbers: list[dict], trials: list[dict]) -> list[dic
         ratio = deepest["adjoint_ratio"]
         step_adjoint = ratio ** (1 / K) if ratio == ratio and ratio >= 0 else math.nan
         forward, backward = classify(finite, deepest["data_over_entry_var"], fit["step_factor"],
-                                     fit["depth_exponent"], step_adjoint)
+                                     fit["depth_exponent"], step_adjoint, deepest["within_over_entry_var"])
         row = {"architecture": name, "state": state, "forward": forward, "backward": backward,
                "depths": ",".join(str(n["n_layer"]) for n in per), **fit,
                "growth": deepest["growth"], "data_over_entry_var": deepest["data_over_entry_var"],
-               "adjoint_ratio": ratio, "adjoint_step_factor": step_adjoint,
+               "within_over_entry_var": deepest["within_over_entry_var"], "adjoint_ratio": ratio, "adjoint_step_factor": step_adjoint,
                "weight_homogeneity": deepest["weight_homogeneity"], "loss": deepest["loss"]}
         if state == "trained":
             row["best_lr"] = deepest.get("lr", math.nan)

@@ -65,7 +65,7 @@ SHOWN_COLUMNS = {
     "wasserstein": [k for k in PARAMS if k not in ("weight_decay",)] + ["learned", "perturbation", "method",
                                                                       "w_in", "w_out", "ratio", "rms_gain", "worst_gain"],
     "screen_verdicts": ["architecture", "role", "state", "forward", "backward", "depth_exponent", "step_factor", "adjoint_step_factor", "weight_homogeneity",
-                        "data_over_entry_var", "adjoint_ratio", "final_val_loss", "learned"],
+                        "data_over_entry_var", "within_over_entry_var", "adjoint_ratio", "final_val_loss", "learned"],
 }
 JUDGED = ("claims", "claims_reference", "demonstrations", "software_checks", "dt_ablation")  # by the claims rule
 COLLECTED = ("runs", "losses", "tightness", "scale", "slopes", "metrics", "probes", "bounds", "timings")

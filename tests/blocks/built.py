@@ -35,6 +35,14 @@ class Collapsing(_Block):
         return 0.0 * x + self.pattern + 0.0 * self.f(torch.zeros_like(x))
 
 
+class SequenceCollapsing(_Block):
+    """Every position of a sequence becomes that sequence's mean over positions: the variance
+    across sequences stays (each sequence its own vector), the variance within a sequence is zero."""
+
+    def forward(self, x):
+        return x.mean(dim=1, keepdim=True).expand_as(x) + 0.0 * self.f(torch.zeros_like(x))
+
+
 class Overflowing(_Block):
     """x * 1e30: float32 overflows within two sub-layers."""
 
