@@ -10,7 +10,7 @@ import torch
 
 from lnstab.config import load_config
 from lnstab.model import GPT
-from lnstab.screen import (ADJOINT_STEP_WINDOW, COLLAPSE_RATIO, EXPONENTIAL_FACTOR, classify, depth_fit,
+from lnstab.screen import (ADJOINT_STEP_WINDOW, COLLAPSE_RATIO, EXPONENTIAL_FACTOR, classify, depth_fit, pick_lr,
                            load_block, screen_depths, screen_one, screen_config, verdict_rows, weight_homogeneity)
 
 from conftest import ROOT
@@ -104,6 +104,25 @@ def test_blocks_get_the_verdict_they_were_built_for_at_every_depth(tmp_path, n_l
 
 
 @pytest.mark.parametrize("n_layer", [8, 16])
+def test_a_provably_bounded_block_is_at_most_linear_at_each_learning_rate(tmp_path, n_layer):
+    """x + dt tanh(F(x)): every increment is at most dt sqrt(d), so no training recipe can make it
+    grow faster than linearly: the fit at each learning rate apart says so (per_lr)."""
+    v = screened(tmp_path, n_layer, "gated:TanhResidual", lrs=(1e-3, 1e-2))["trained"]
+    parts = v["per_lr"].split("; lr ")
+    assert len(parts) == 2 and all(": at most linear" in p for p in parts), v["per_lr"]
+
+
+def test_the_verdict_comes_from_a_rate_that_learns_at_every_depth():
+    n = lambda L, loss: {"n_layer": L, "final_val_loss": loss}  # noqa: E731
+    per_lr = {1e-3: [n(2, 2.4), n(4, 2.4), n(8, 2.4)],      # learns everywhere
+              1e-2: [n(2, 2.0), n(4, 2.0), n(8, 3.5)],      # lower mean loss, fails at 8 blocks
+              3e-2: [n(2, 2.0), n(4, float("nan")), n(8, 2.0)]}
+    assert pick_lr(per_lr, bigram=3.0) == (1e-3, "learns at every depth")
+    lr, why = pick_lr(per_lr, bigram=1.0)  # nothing learns: the lowest mean loss, said so
+    assert lr == 1e-3 and why.startswith("no learning rate learns")
+
+
+@pytest.mark.parametrize("n_layer", [8, 16])
 @pytest.mark.parametrize("placement", ["peri", "output"])
 def test_normalised_branches_grow_at_most_linearly_at_init(tmp_path, n_layer, placement):
     v = screened(tmp_path, n_layer, placement=placement, lrs=(1e-3,))
@@ -126,7 +145,8 @@ def test_screen_a_block_of_ones_own_from_the_command_line(tmp_path):
     # |tanh| <= 1: the growth does not follow F's weights
     assert (mine["weight_homogeneity"] < 2.0).all()
     trained = mine[mine["state"] == "trained"].iloc[0]
-    assert trained["trials"].count("lr") == 6 and trained["depths"] == "1,2,4"
+    assert trained["trials"].count("lr") == 9 and trained["depths"] == "1,2,4"  # 3 depths x 3 learning rates
+    assert trained["per_lr"].count("lr ") == 3 and trained["best_lr"] in (1e-3, 3e-3, 1e-2)
     sub = pd.read_csv(tmp_path / "screen_sublayers.csv")
     assert sub[sub["architecture"] == "gated:TanhResidual"]["slope_bound"].isna().all()  # no theorem for it
     bad = subprocess.run([sys.executable, "-m", "lnstab", "screen", "--block", "gated:Nope", "--out", str(tmp_path)],

@@ -368,11 +368,15 @@ def figure_screen(screen_sublayers: pd.DataFrame, screen_verdicts: pd.DataFrame)
     label = {a: f"{a} ({'candidate' if r == 'candidate' else 'reference'}): "
                 f"{v.loc[(a, 'trained'), 'forward']}, backward {v.loc[(a, 'trained'), 'backward']}"
              for a, r in screen_verdicts.groupby("architecture")["role"].first().items()}
+    # after training, a model that did not learn is dotted and named so: its verdict is an untrained model's
+    learned = {a: str(v.loc[(a, "trained"), "learned"]).lower() in ("true", "1", "1.0") for a in label}
     df = screen_sublayers.melt(id_vars=["architecture", "state", "sublayer", "slope_bound"],
                                value_vars=["mean_norm", "branch_norm_max", "adjoint_over_top"], var_name="row")
     df = df[(df["row"] != "branch_norm_max") | (df["sublayer"] > 0)]
     df.loc[df["row"] != "branch_norm_max", "slope_bound"] = np.nan
-    df = df.assign(variant=df["architecture"].map(lambda a: label[a].replace("+", " ", 1)), kind="learned")
+    df = df.assign(variant=df["architecture"].map(lambda a: label[a].replace("+", " ", 1)),
+                   kind=np.where((df["state"] == "trained") & ~df["architecture"].map(learned), "not learned",
+                                 "learned"))
     return panel_grid(df, "sublayer", "row", "state",
                       {"mean_norm": r"mean $\|x^{(k)}\|$", "branch_norm_max": r"max$_t\,\|branch_t\|$",
                        "adjoint_over_top": r"$\|p^{(k)}\| / \|p^{(K)}\|$"},

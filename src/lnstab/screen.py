@@ -4,7 +4,10 @@ One candidate (a placement and norm, or a user's own residual sub-layer ``module
 implementing lnstab.model.Residual's interface) and the references Pre-, Peri- and Post-LN, at
 the same width, each built at three depths (``screen_depths``: L/4, L/2 and L blocks) and
 measured at initialisation and after a short training on the built-in corpus at each of
-SCREEN_LRS (the best validation loss kept per depth, every trial reported):
+SCREEN_LRS. The depth fit after training is made at each learning rate apart (one training
+recipe across depths: a fit across per-depth best rates would follow the rate, not the block);
+the verdict is the one of the learning rate that learns at every depth (the lowest mean loss
+among those), the others reported beside it (``per_lr``), every trial too:
 
   per sub-layer   forward moments, max_t ||branch_t|| and its bound's slope (built-in
                   placements), adjoint norm ||p^(k)||, Jacobian-norm estimate of the branch
@@ -48,7 +51,9 @@ from .stats import COLLAPSE_RATIO
 
 REFERENCES = ("pre", "peri", "post")
 WEIGHT_SCALE = 1e3  # every matrix of every branch F multiplied by this, then by its square
-SCREEN_LRS = (3e-3, 1e-2)  # the short training at each; the best validation loss is kept
+# the short training at each: half-decades around the default study's rates (Post-LN learns at
+# 1e-3 to 2e-3 and collapses at 1e-2)
+SCREEN_LRS = (1e-3, 3e-3, 1e-2)
 # per sub-layer: a factor 1.25 compounds to 1e3 over 16 blocks (32 sub-layers) and to 2e9 over
 # GPT-2 XL's 96; no polynomial growth of degree < 2.6 reaches it between 4 and 8 blocks
 EXPONENTIAL_FACTOR = 1.25
@@ -241,20 +246,19 @@ def _at_depth(cfg: RunConfig, n_layer: int, lr: float | None = None) -> RunConfi
 def screen_one(name: str, cfg: RunConfig, folder: Path, residual: type | None = None, verbose: bool = True,
                lrs=SCREEN_LRS):
     """One architecture at each depth of ``screen_depths``: measured at initialisation, trained
-    for cfg.train.steps at each of ``lrs`` into folder/L<depth>-lr<lr>, measured again; the best
-    trial per depth is the trained state. Returns (sub-layer rows of the deepest model, the
-    numbers per state and depth, the trials)."""
+    for cfg.train.steps at each of ``lrs`` into folder/L<depth>-lr<lr>, measured again. Returns
+    (sub-layer rows of the deepest model: at init, and after training with column ``lr`` for
+    each learning rate; the numbers per state, depth and learning rate; the trials)."""
     from .train import Run
 
     depths = screen_depths(cfg.model.n_layer)
     rows, numbers, trials = [], [], []
     for depth in depths:
-        best = None
-        for lr in lrs:
+        for i, lr in enumerate(lrs):
             c = _at_depth(cfg, depth, lr)
             run = Run(c, folder / f"L{depth}-lr{lr:g}", verbose=False, residual=residual)
             batch = tuple(t.to(run.device) for t in run.probe_batch)
-            if best is None:  # the initialisation does not depend on the learning rate
+            if i == 0:  # the initialisation does not depend on the learning rate
                 r, init = measure(name, run.model, batch, "init", c, residual is None)
                 numbers.append({"state": "init", "n_layer": depth, **init})
                 rows += r if depth == depths[-1] else []
@@ -265,42 +269,67 @@ def screen_one(name: str, cfg: RunConfig, folder: Path, residual: type | None = 
             trials.append({"architecture": name, "n_layer": depth, "lr": lr, "status": summary["status"],
                            "final_val_loss": loss if ok else math.nan})
             trained.update(finite=ok, lr=lr, final_val_loss=loss if ok else math.nan)
-            if best is None or (ok and not (best[1]["final_val_loss"] <= loss)):
-                best = (r, trained)
-        numbers.append({"state": "trained", "n_layer": depth, **best[1]})
-        rows += best[0] if depth == depths[-1] else []
+            numbers.append({"state": "trained", "n_layer": depth, **trained})
+            rows += [{**row, "lr": lr} for row in r] if depth == depths[-1] else []
     if verbose:
         print(f"screen {name}: " + "; ".join(f"L{t['n_layer']} lr {t['lr']:g} {t['final_val_loss']:.3f}"
                                              for t in trials), file=sys.stderr, flush=True)
     return rows, numbers, trials
 
 
-def verdict_rows(name: str, numbers: list[dict], trials: list[dict]) -> list[dict]:
-    """One verdict row per state (init, trained) from the numbers at every depth."""
-    out = []
-    for state in ("init", "trained"):
-        per = sorted((n for n in numbers if n["state"] == state), key=lambda n: n["n_layer"])
-        deepest = per[-1]
-        finite = all(n["finite"] for n in per)
-        fit = depth_fit([n["n_layer"] for n in per], [n["growth"] for n in per]) if finite else \
-            {"depth_exponent": math.nan, "step_factor": math.nan}
-        K = 2 * deepest["n_layer"]
-        ratio = deepest["adjoint_ratio"]
-        step_adjoint = ratio ** (1 / K) if ratio == ratio and ratio >= 0 else math.nan
-        forward, backward = classify(finite, deepest["data_over_entry_var"], fit["step_factor"],
-                                     fit["depth_exponent"], step_adjoint, deepest["within_over_entry_var"])
-        row = {"architecture": name, "state": state, "forward": forward, "backward": backward,
-               "depths": ",".join(str(n["n_layer"]) for n in per), **fit,
-               "growth": deepest["growth"], "data_over_entry_var": deepest["data_over_entry_var"],
-               "within_over_entry_var": deepest["within_over_entry_var"], "adjoint_ratio": ratio, "adjoint_step_factor": step_adjoint,
-               "weight_homogeneity": deepest["weight_homogeneity"], "loss": deepest["loss"]}
-        if state == "trained":
-            row["best_lr"] = deepest.get("lr", math.nan)
-            row["final_val_loss"] = deepest.get("final_val_loss", math.nan)
-            row["trials"] = "; ".join(f"L{t['n_layer']} lr {t['lr']:g}: " + (
-                f"{t['final_val_loss']:.3f}" if t["final_val_loss"] == t["final_val_loss"] else t["status"])
-                for t in trials)
-        out.append(row)
+def _state_verdict(per: list[dict]) -> dict:
+    """The verdict and its numbers from one state's numbers at every depth (one training recipe)."""
+    per = sorted(per, key=lambda n: n["n_layer"])
+    deepest = per[-1]
+    finite = all(n["finite"] for n in per)
+    fit = depth_fit([n["n_layer"] for n in per], [n["growth"] for n in per]) if finite else \
+        {"depth_exponent": math.nan, "step_factor": math.nan}
+    K = 2 * deepest["n_layer"]
+    ratio = deepest["adjoint_ratio"]
+    step_adjoint = ratio ** (1 / K) if ratio == ratio and ratio >= 0 else math.nan
+    forward, backward = classify(finite, deepest["data_over_entry_var"], fit["step_factor"],
+                                 fit["depth_exponent"], step_adjoint, deepest["within_over_entry_var"])
+    return {"forward": forward, "backward": backward, "depths": ",".join(str(n["n_layer"]) for n in per), **fit,
+            "growth": deepest["growth"], "data_over_entry_var": deepest["data_over_entry_var"],
+            "within_over_entry_var": deepest["within_over_entry_var"], "adjoint_ratio": ratio,
+            "adjoint_step_factor": step_adjoint, "weight_homogeneity": deepest["weight_homogeneity"],
+            "loss": deepest["loss"]}
+
+
+def pick_lr(per_lr: dict[float, list[dict]], bigram: float) -> tuple[float, str]:
+    """(learning rate, why): the lowest mean validation loss over depths among the rates that
+    learn (loss below ``bigram``) at every depth; without one, the lowest mean loss, said so."""
+    def mean_loss(lr):
+        v = [n["final_val_loss"] for n in per_lr[lr]]
+        return float(np.mean(v)) if all(x == x for x in v) else math.inf
+
+    learns = [lr for lr, per in per_lr.items() if all(n["final_val_loss"] < bigram for n in per)]
+    if learns:
+        return min(learns, key=mean_loss), "learns at every depth"
+    return min(per_lr, key=mean_loss), "no learning rate learns at every depth: the lowest mean loss"
+
+
+def verdict_rows(name: str, numbers: list[dict], trials: list[dict], bigram: float = math.inf) -> list[dict]:
+    """One verdict row per state (init, trained) from the numbers at every depth; after training,
+    per learning rate (``per_lr``) and the verdict of the one ``pick_lr`` picks."""
+    init = [n for n in numbers if n["state"] == "init"]
+    out = [{"architecture": name, "state": "init", **_state_verdict(init)}]
+    per_lr: dict[float, list[dict]] = {}
+    for n in numbers:
+        if n["state"] == "trained":
+            per_lr.setdefault(n["lr"], []).append(n)
+    lr, why = pick_lr(per_lr, bigram)
+    deepest = max(per_lr[lr], key=lambda n: n["n_layer"])
+    verdicts = {r: _state_verdict(per) for r, per in per_lr.items()}
+    out.append({"architecture": name, "state": "trained", **verdicts[lr], "best_lr": lr, "lr_rule": why,
+                "final_val_loss": deepest["final_val_loss"],
+                "per_lr": "; ".join(
+                    f"lr {r:g}: {v['forward']} (a {v['depth_exponent']:.2f}), {v['backward']}; learned at "
+                    f"{sum(n['final_val_loss'] < bigram for n in per_lr[r])}/{len(per_lr[r])} depths"
+                    for r, v in sorted(verdicts.items())),
+                "trials": "; ".join(f"L{t['n_layer']} lr {t['lr']:g}: " + (
+                    f"{t['final_val_loss']:.3f}" if t["final_val_loss"] == t["final_val_loss"] else t["status"])
+                    for t in trials)})
     return out
 
 
@@ -330,11 +359,13 @@ def screen(cfg: RunConfig, folder: str | Path, block: str | None = None, verbose
         ref_cfg.model.placement, ref_cfg.model.norm = ref, "layernorm"
         arches.append((ref, ref_cfg, None))
     rows, verdicts = [], []
+    bigram = corpus_bigram(cfg)
     for arch, c, res in arches:
         r, numbers, trials = screen_one(arch, c, folder / "runs" / arch.replace(":", "_"), res, verbose, lrs)
-        rows += r
-        verdicts += verdict_rows(arch, numbers, trials)
-    bigram = corpus_bigram(cfg)
+        v = verdict_rows(arch, numbers, trials, bigram)
+        picked = v[-1]["best_lr"]  # the deepest model's rows after training at the picked rate
+        rows += [x for x in r if x["state"] == "init" or x["lr"] == picked]
+        verdicts += v
     for v in verdicts:
         v["role"] = "candidate" if v["architecture"] == name else "reference"
         # after training: below the corpus's bigram baseline, or it tested nothing (docs/claims.md)

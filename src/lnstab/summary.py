@@ -125,9 +125,9 @@ def _apart(tables: dict[str, pd.DataFrame]) -> list[str]:
 def _screen(verdicts: pd.DataFrame) -> list[str]:
     v = verdicts[verdicts["state"] == "trained"]
     cols = ["architecture", "role", "forward", "backward", "depth_exponent", "step_factor", "adjoint_step_factor",
-            "weight_homogeneity", "best_lr", "final_val_loss", "learned"]
-    return ["Verdicts after the screen's short training (`lnstab screen`: three depths, two learning rates, the "
-            "best kept; thresholds in docs/screen.md; at initialisation and every trial in "
+            "weight_homogeneity", "best_lr", "final_val_loss", "learned", "per_lr"]
+    return ["Verdicts after the screen's short training (`lnstab screen`: three depths, each learning rate fitted "
+            "across depths apart; the verdict of the rate that learns at every depth, the others in `per_lr`; thresholds in docs/screen.md; at initialisation and every trial in "
             "results/tables/screen_verdicts.md). Forward: the depth exponent a of the top-of-stream growth "
             "~ L^a and the per-sub-layer growth factor between the two largest depths; backward: the "
             "per-sub-layer adjoint factor (||p0||/||pK||)^(1/K); `weight_homogeneity` is a property of the "
