@@ -88,7 +88,7 @@ def test_summary_page_has_baselines_losses_claims_and_the_caveat():
     tables["screen_verdicts"] = pd.DataFrame([
         {"architecture": a, "role": r, "state": st, "forward": f"fwd-{a}-{st}", "backward": "uniform",
          "depth_exponent": 0.5, "step_factor": 1.01, "adjoint_step_factor": 1.1, "weight_homogeneity": 1.0,
-         "best_lr": 0.01, "final_val_loss": 2.0, "learned": st == "trained"}
+         "best_lr": 0.01, "final_val_loss": 2.0, "learned": st == "trained", "per_lr": f"lr 0.01: fwd-{a}"}
         for a, r in (("output+rmsnorm", "candidate"), ("pre", "reference")) for st in ("init", "trained")])
     tables["wasserstein"] = pd.DataFrame([
         {"placement": "pre", "n_layer": 4, "dt": 1.0, "weight_decay": 0.1, "learned": True, "noise_scale": n,
@@ -97,7 +97,8 @@ def test_summary_page_has_baselines_losses_claims_and_the_caveat():
     for needle in ("2.5000", "3.3000", "2.000 ± 0.000", "pre_above_peri_trained", "supported",
                    "not the paper's theorems", "(../figures/fig1_moments.png)", "fwd-output+rmsnorm-trained",
                    "|                       2 |                 9.25 |                                   1.75 |",
-                   "1 of 1 runs showed what they were declared to", "zero_bound_violations | pass"):
+                   "1 of 1 runs showed what they were declared to", "zero_bound_violations | pass",
+                   "lr 0.01: fwd-pre"):
         assert needle in text, needle
     assert "fwd-pre-init" not in text  # the page shows the verdicts after training
     # a claim the grid cannot test is listed with a study that would decide it, never this one
