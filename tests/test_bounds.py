@@ -14,10 +14,10 @@ from lnstab.probes import moments, operator_norms, probe
 
 
 def random_model(placement, n_layer, d, heads, dt, weight_scale, ln_scale, bias, seed, norm="layernorm",
-                 mix_fraction=0.25):
+                 mix_fraction=0.25, context=8):
     torch.manual_seed(seed)
     model = GPT(ModelConfig(placement=placement, dt=dt, n_layer=n_layer, n_head=heads, d_model=d,
-                            block_size=8, vocab_size=17, bias=bias, norm=norm, mix_fraction=mix_fraction))
+                            block_size=context, vocab_size=17, bias=bias, norm=norm, mix_fraction=mix_fraction))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "ln" in name:  # gains and biases of any sign and size
@@ -149,8 +149,8 @@ def test_bound_rows_flag_a_violation():
     assert any(r["violation"] for r in bound_rows(model, res))
 
 
-def adversarial(placement, n_layer, norm="layernorm", d=16, dt=1.0, seed=0, scale=1.0):
-    return random_model(placement, n_layer, d, 2, dt, scale, 1.0, True, seed, norm)
+def adversarial(placement, n_layer, norm="layernorm", d=16, dt=1.0, seed=0, scale=1.0, context=8):
+    return random_model(placement, n_layer, d, 2, dt, scale, 1.0, True, seed, norm, context=context)
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
@@ -168,21 +168,75 @@ def test_exact_adjoint_inequalities_hold_on_adversarial_weights(placement, norm)
         assert all(0 < r["ratio"] <= 1 + 1e-9 for r in rows)
 
 
-def test_exact_adjoint_check_can_fail_and_has_a_size_limit():
-    from lnstab.bounds import adjoint_rows, roundoff_allowance as allowance
+def test_exact_adjoint_check_can_fail_dense_and_certified():
+    """The same rows from dense Jacobians (T d <= max_dim) and from Lanczos certificates (above it):
+    each certified norm lies between the exact norm and 1 / sqrt(1 - eps) times it, and an adjoint
+    ten times what S_2^T p^(2) allows is a violation on both paths; with no Lanczos products the
+    rows say not_computed."""
+    from lnstab.bounds import adjoint_rows, lanczos_margin, roundoff_allowance as allowance
 
     model = adversarial("pre", 2, d=8)
     idx, tgt = torch.randint(0, 17, (1, 8)), torch.randint(0, 17, (1, 8))
     f64 = probe(model, idx, tgt, jacobian_iters=0, float64=True)["float64"]
     rtol = allowance(4, 8, 8)
-    ok = adjoint_rows(f64["model"], f64["hidden"], f64["adjoints"], 1, 2048, rtol)
-    assert not any(r["violation"] for r in ok)
-    # an adjoint that is not the model's: p^(1) ten times larger than S_2^T p^(2) allows
+    dense = adjoint_rows(f64["model"], f64["hidden"], f64["adjoints"], 1, 2048, rtol)
+    certified = adjoint_rows(f64["model"], f64["hidden"], f64["adjoints"], 1, 63, rtol, products=40)
+    margin = 1 / math.sqrt(1 - lanczos_margin(64, 40))
+    assert len(dense) == len(certified) == 5 and all(r["kind"] == "check" for r in dense + certified)
+    for exact, cert in zip(dense, certified):
+        assert exact["bound"] * (1 - 1e-9) <= cert["bound"] <= exact["bound"] * margin * (1 + 1e-9)
+        assert not exact["violation"] and not cert["violation"]
     wrong = [a * 10 if k == 1 else a for k, a in enumerate(f64["adjoints"])]
-    bad = adjoint_rows(f64["model"], f64["hidden"], wrong, 1, 2048, rtol)
-    assert any(r["violation"] for r in bad if r["sublayer"] == 2)
-    skipped = adjoint_rows(f64["model"], f64["hidden"], f64["adjoints"], 1, 63, rtol)
+    for max_dim in (2048, 63):
+        bad = adjoint_rows(f64["model"], f64["hidden"], wrong, 1, max_dim, rtol, products=40)
+        assert any(r["violation"] for r in bad if r["sublayer"] == 2), max_dim
+    skipped = adjoint_rows(f64["model"], f64["hidden"], f64["adjoints"], 1, 63, rtol, products=0)
     assert {r["kind"] for r in skipped} == {"not_computed"} and len(skipped) == 5
+
+
+@pytest.mark.parametrize("spectrum", ["one_outlier", "cluster_at_top", "even", "geometric"])
+def test_lanczos_certificate_bounds_the_norm_from_above(spectrum):
+    """certified_norm on linear maps of known norm, 20 of each spectrum in random bases: never below
+    the norm, at most 1 / sqrt(1 - eps) above it; a plain Lanczos estimate with the same products
+    (the Ritz value, what the B2 diagnostic uses) is below it, which is why it is never a check."""
+    from lnstab.bounds import certified_norm, lanczos_margin
+
+    n, products = 24 * 8, 30
+    gen = torch.Generator().manual_seed(3)
+    margin = 1 / math.sqrt(1 - lanczos_margin(n, products))
+    values = {"one_outlier": torch.cat([torch.ones(1), 0.5 * torch.rand(n - 1, generator=gen, dtype=torch.float64)]),
+              "cluster_at_top": 1 - 1e-3 * torch.rand(n, generator=gen, dtype=torch.float64),
+              "even": torch.linspace(0, 1, n, dtype=torch.float64),
+              "geometric": 0.97 ** torch.arange(n, dtype=torch.float64)}[spectrum]
+    below = 0
+    for _ in range(20):
+        U, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+        V, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+        M = U @ torch.diag(values) @ V.T
+        true = values.max().item()
+        cert = certified_norm(lambda z: (z.reshape(1, n) @ M.T).reshape(z.shape), torch.zeros(24, 8, dtype=torch.float64), products)
+        assert true * (1 - 1e-12) <= cert <= true * margin * (1 + 1e-12)
+        ritz = operator_norms([lambda z: (z.reshape(1, n) @ M.T).reshape(z.shape)],
+                              [torch.zeros(1, 24, 8, dtype=torch.float64)], products, tol=0.0)[0]
+        below += ritz < true * (1 - 1e-6)
+    if spectrum == "even":  # no gap: 30 products leave the Ritz value short of the norm
+        assert below > 0
+
+
+def test_backward_check_counts_rows_at_context_times_width_4096():
+    """At T d = 4096 (context 64, width 64; the dense limit is 2048) every adjoint row is a check
+    with a finite certified bound, none violated, and a wrong adjoint is flagged."""
+    from lnstab.bounds import adjoint_rows, roundoff_allowance as allowance
+
+    model = adversarial("post", 2, d=64, context=64)
+    idx, tgt = torch.randint(0, 17, (1, 64)), torch.randint(0, 17, (1, 64))
+    f64 = probe(model, idx, tgt, jacobian_iters=0, float64=True)["float64"]
+    rtol = allowance(4, 64, 64)
+    rows = adjoint_rows(f64["model"], f64["hidden"], f64["adjoints"], 1, 2048, rtol)
+    assert len(rows) == 5 and all(r["kind"] == "check" and math.isfinite(r["bound"]) for r in rows)
+    assert not any(r["violation"] for r in rows) and all(0 < r["ratio"] <= 1 for r in rows)
+    wrong = [a * 10 if k == 1 else a for k, a in enumerate(f64["adjoints"])]
+    assert any(r["violation"] for r in adjoint_rows(f64["model"], f64["hidden"], wrong, 1, 2048, rtol))
 
 
 def test_tokenwise_jacobian_equals_the_dense_one():

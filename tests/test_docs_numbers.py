@@ -8,7 +8,8 @@ import torch
 
 from conftest import ROOT
 
-from lnstab.bounds import roundoff_allowance
+from lnstab.bounds import CERTIFICATE_FAILURE, lanczos_margin, roundoff_allowance
+from lnstab.config import ProbeConfig
 
 TABLES = ROOT / "results" / "tables"
 
@@ -25,6 +26,18 @@ def test_rounding_allowances_in_bounds_md_are_the_functions():
     assert default == pytest.approx(roundoff_allowance(32, 32, 32), rel=0.05)
     assert xl == pytest.approx(roundoff_allowance(96, 1600, 1024), rel=0.05)
     assert f32 == pytest.approx(roundoff_allowance(32, 32, 32, torch.float32), rel=0.05)
+
+
+def test_lanczos_certificate_margins_in_bounds_md_are_the_functions():
+    text = page("bounds.md")
+    m = re.search(r"Setting that to `([\de-]+)` \(`lnstab.bounds.CERTIFICATE_FAILURE`\) gives `eps` = ([\d.]+) at "
+                  r"`n = 4096` and ([\d.]+) at `n = 8192`, and the row's bound is `sqrt\(theta / \(1 - eps\)\)`: "
+                  r"at most ([\d.]+)% above", text)
+    failure, at4096, at8192, percent = (float(x) for x in m.groups())
+    products = ProbeConfig().adjoint_lanczos_products
+    assert failure == CERTIFICATE_FAILURE and f"`m = probe.adjoint_lanczos_products` ({products})" in text
+    assert at4096 == round(lanczos_margin(4096, products), 4) and at8192 == round(lanczos_margin(8192, products), 4)
+    assert percent == round(100 * ((1 - lanczos_margin(8192, products)) ** -0.5 - 1), 2)
 
 
 def test_exact_adjoint_tightness_in_bounds_md_is_the_default_studys():

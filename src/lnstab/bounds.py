@@ -23,7 +23,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .model import GPT, NORM_ON_BRANCH, NORM_ON_SUM, Residual
-from .probes import ln_stats, moments, point_of, spectral_norms
+from .probes import ln_stats, moments, operator_norms, point_of, spectral_norms
 
 FORWARD_QUANTITIES = ("mean_abs", "var_entry", "var_data", "mean_norm")
 UNIT_ROUNDOFF = {torch.float64: 2.0 ** -53, torch.float32: 2.0 ** -24}
@@ -190,11 +190,13 @@ def backward_bounds(placements: list[str], dt: float, jac_branch: list[float], j
 #               under peri and output), so the bound restates the normalisation
 #   diagnostic  the backward product bound: its Jacobian norms are estimates from below, so
 #               it is reported as log10 slack over the measured adjoint ratio, never checked
-#   not_computed the exact adjoint check above its size limit (probe.adjoint_max_dim): no number
+#   not_computed the exact adjoint rows when they are switched off above the dense size
+#               (probe.adjoint_lanczos_products 0): no number, never a lower estimate
 BOUND_KINDS = ("check", "start", "ln_identity", "diagnostic", "not_computed")
 
 
-def bound_rows(model: GPT, measured: dict, adjoint_sequences: int = 0, adjoint_max_dim: int = 2048) -> list[dict]:
+def bound_rows(model: GPT, measured: dict, adjoint_sequences: int = 0, adjoint_max_dim: int = 2048,
+               adjoint_products: int = 128) -> list[dict]:
     """Rows (point, layer, sublayer, quantity, measured, lower, bound, ratio, kind, violation).
 
     ``measured`` is the dict ``probes.probe`` returns; where it holds the float64 re-evaluation
@@ -229,7 +231,8 @@ def bound_rows(model: GPT, measured: dict, adjoint_sequences: int = 0, adjoint_m
             ratio = adj[k] / adj[K] if adj[K] > 0 else float("nan")
             rows.append(_row(point, layer, k, "adjoint_ratio", ratio, lower[k], upper[k], "diagnostic", rtol))
     if adjoint_sequences > 0 and exact is not None:
-        rows += adjoint_rows(exact["model"], exact["hidden"], exact["adjoints"], adjoint_sequences, adjoint_max_dim, rtol)
+        rows += adjoint_rows(exact["model"], exact["hidden"], exact["adjoints"], adjoint_sequences, adjoint_max_dim,
+                             rtol, adjoint_products)
     return rows
 
 
@@ -278,25 +281,80 @@ def jacobian_chain(model: GPT, hidden: list[torch.Tensor]) -> tuple[torch.Tensor
     return flow, norms
 
 
+# Probability, over the Lanczos start vector, that a certified norm falls below the true norm.
+CERTIFICATE_FAILURE = 1e-9
+
+
+def lanczos_margin(n: int, products: int, failure: float = CERTIFICATE_FAILURE) -> float:
+    """The relative margin eps of a Lanczos certificate (docs/bounds.md, B3): for a symmetric
+    positive semi-definite n x n matrix A and a start vector uniform on the sphere, the top Ritz
+    value theta after ``products`` products satisfies theta >= (1 - eps) lambda_max(A) except with
+    probability at most 1.648 sqrt(n) exp(-(2k - 1) sqrt(eps)) (Kuczynski and Wozniakowski 1992,
+    k the Krylov steps; k = products - 1 here, the conservative count), set equal to ``failure``."""
+    k = products - 1
+    if k < 1:
+        return 1.0
+    return min(1.0, (math.log(1.648 * math.sqrt(n) / failure) / (2 * k - 1)) ** 2)
+
+
+def certified_norm(fn, x: torch.Tensor, products: int) -> float:
+    """An upper bound on ||J||_2, J the Jacobian of fn at one sequence x (T, d), from Lanczos on
+    J^T J (probes.operator_norms, no early stop): sqrt(theta / (1 - eps)). theta never exceeds
+    ||J||^2, so the bound is at most 1 / sqrt(1 - eps) above the true norm; it is below it only with
+    probability CERTIFICATE_FAILURE over the seeded start vector, and then it raises a false alarm,
+    never hides an excess."""
+    products = min(products, x.numel())
+    eps = lanczos_margin(x.numel(), products)
+    if eps >= 1.0:
+        return float("inf")
+    theta = operator_norms([fn], [x.unsqueeze(0)], products, tol=0.0)[0]
+    return theta / math.sqrt(1.0 - eps)
+
+
+def certified_chain(model: GPT, hidden: list[torch.Tensor], products: int) -> tuple[float, list[float]]:
+    """What ``jacobian_chain`` gives, where a dense T d x T d matrix is too large: each token-wise
+    step's norm exact (its T diagonal d x d blocks), every other step's and the flow's certified."""
+    subs = model.sublayers()
+    norms = []
+    for k, r in enumerate(subs, start=1):
+        if getattr(r.f, "tokenwise", False):
+            norms.append(spectral_norm_exact(step_jacobian(r, hidden[k - 1], tokenwise=True)))
+        else:
+            norms.append(certified_norm(r, hidden[k - 1], products))
+
+    def flow(z):
+        for r in subs:
+            z = r(z)
+        return z
+    return certified_norm(flow, hidden[0], products), norms
+
+
 def adjoint_rows(model: GPT, hidden: list[torch.Tensor], adjoints: list[torch.Tensor], sequences: int,
-                 max_dim: int, rtol: float) -> list[dict]:
+                 max_dim: int, rtol: float, products: int = 128) -> list[dict]:
     """The exact backward inequalities, in float64, per sequence b of the first ``sequences``:
     sub-layer k maps x^(k-1) to x^(k) with Jacobian S_k (over the whole sequence, dense), and the
     adjoint obeys p^(k-1) = S_k^T p^(k), so ||p^(k-1)|| <= ||S_k||_2 ||p^(k)|| (quantity
     ``adjoint_step``, row k) and ||p^(0)|| <= ||S_K ... S_1||_2 ||p^(K)|| (``adjoint_flow``, row 0).
-    Each row keeps the sequence with the largest measured / bound. Above ``max_dim`` = T d the
-    dense Jacobian is not formed: rows of kind ``not_computed``, never a lower estimate."""
+    Each row keeps the sequence with the largest measured / bound. Up to ``max_dim`` = T d the
+    norms are exact (dense Jacobians); above it, upper bounds certified by ``products`` Lanczos
+    products (``certified_chain``), or, with ``products`` 0, rows of kind ``not_computed``: never a
+    lower estimate counted as a check."""
     T, d = hidden[0].shape[-2:]
     K = len(model.sublayers())
-    if T * d > max_dim:
+    if T * d > max_dim and products <= 0:
         return [_row(*point_of(k), k, q, float("nan"), float("nan"), float("nan"), "not_computed", rtol)
                 for k, q in [(k, "adjoint_step") for k in range(1, K + 1)] + [(0, "adjoint_flow")]]
     worst: dict[int, tuple[float, float]] = {}
     for b in range(min(sequences, hidden[0].shape[0])):
         p = [a[b].double().norm().item() for a in adjoints]
-        flow, norms = jacobian_chain(model, [h[b] for h in hidden])
+        stream = [h[b] for h in hidden]
+        if T * d <= max_dim:
+            flow, norms = jacobian_chain(model, stream)
+            flow_norm = spectral_norm_exact(flow)
+        else:
+            flow_norm, norms = certified_chain(model, stream, products)
         cands = {k: (p[k - 1] / p[k] if p[k] > 0 else float("nan"), norms[k - 1]) for k in range(1, K + 1)}
-        cands[0] = (p[0] / p[K] if p[K] > 0 else float("nan"), spectral_norm_exact(flow))
+        cands[0] = (p[0] / p[K] if p[K] > 0 else float("nan"), flow_norm)
         for k, c in cands.items():
             if k not in worst or c[0] / c[1] > worst[k][0] / worst[k][1]:
                 worst[k] = c

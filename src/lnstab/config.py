@@ -98,7 +98,8 @@ class ProbeConfig:
     jacobian_every_probe: bool = False  # False: Jacobian norms at the final step only (trained weights)
     float64_bounds: bool = True  # bound rows measure a float64 copy of the model (rounding allowance of float64)
     adjoint_sequences: int = 1  # probe sequences whose exact per-step adjoint inequality is checked at the final step; 0 skips
-    adjoint_max_dim: int = 2048  # largest context x width for which the dense step Jacobians are formed
+    adjoint_max_dim: int = 2048  # largest context x width whose step Jacobians are formed densely (exact norms)
+    adjoint_lanczos_products: int = 128  # above it: Lanczos products per certified norm (docs/bounds.md, B3); 0 skips
 
 
 @dataclass
@@ -132,7 +133,7 @@ POSITIVE = {
 NON_NEGATIVE = {
     "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.ckpt_interval",
     "train.min_lr_ratio", "probe.interval", "probe.jacobian_iters", "probe.jacobian_tol",
-    "probe.adjoint_sequences", "probe.adjoint_max_dim",
+    "probe.adjoint_sequences", "probe.adjoint_max_dim", "probe.adjoint_lanczos_products",
 }
 
 

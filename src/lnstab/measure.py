@@ -70,7 +70,8 @@ def _bound_rows(run, result: dict, at_final: bool) -> list[dict]:
     """The bound rows of a probe; the exact adjoint inequalities at the final probe only."""
     pc = run.cfg.probe
     try:
-        return bound_rows(run.model, result, pc.adjoint_sequences if at_final else 0, pc.adjoint_max_dim)
+        return bound_rows(run.model, result, pc.adjoint_sequences if at_final else 0, pc.adjoint_max_dim,
+                          pc.adjoint_lanczos_products)
     except (RuntimeError, ValueError) as e:  # the exact adjoint check on a blown-up stream
         _warn(run.state.step, f"exact adjoint check failed ({type(e).__name__}); bound rows without it")
         return bound_rows(run.model, result)

@@ -454,7 +454,8 @@ def inspect(model_path: str | Path, out: str | Path, text: str | None = None, to
         result = probe(model, x, y, pc.jacobian_iters, pc.jacobian_tol, float64=pc.float64_bounds, recompute=True)
         result["sublayers"] = list(range(len(result["hidden"])))
         finite = all(bool(torch.isfinite(h).all()) for h in result["hidden"])
-        result["bound_rows"] = bound_rows(model, result, pc.adjoint_sequences, pc.adjoint_max_dim) if finite else []
+        result["bound_rows"] = bound_rows(model, result, pc.adjoint_sequences, pc.adjoint_max_dim,
+                                           pc.adjoint_lanczos_products) if finite else []
     else:
         result = measure_hooked(model, fam, x, y, bos is not None, out, say)
         extra["depth"] = result["depth"]
