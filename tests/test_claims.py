@@ -216,6 +216,17 @@ def test_peri_loss_competitive_reports_peri_against_pre_at_dt_1():
     assert result("peri_loss_competitive", tuning_runs(good, best_trial=5))[0] == "untested"  # at 1e-2, the largest
 
 
+def test_peri_loss_competitive_reports_peri_at_the_packages_own_init_beside_the_tuned_one():
+    """Where the tuned best trial uses a last-map init x0.1, Peri-LN at the package's own init (x1)
+    against Pre-LN at dt 1 is reported next to it: here every x1 trial is 0.3 nats worse."""
+    good = {"pre": [2.00, 2.01, 2.02], "peri": [2.00, 2.01, 2.02], "post": [2.2, 2.2, 2.2]}
+    ev = CLAIMS["peri_loss_competitive"].test(tuning_runs(good, best_trial=3))  # lr 6e-3, init x0.1
+    assert "at dt 1: peri - pre +0 nats [+0, +0] over 3 seeds (tuned init)" in ev.numbers
+    assert "with the package's own init x1 (best lr 0.003) +0.3 nats [+0.3, +0.3]" in ev.numbers
+    only_own = CLAIMS["peri_loss_competitive"].test(tuning_runs(good, scales=(1.0,)))
+    assert "own init" not in only_own.numbers  # nothing tuned about the init: nothing to set beside it
+
+
 def test_decide_reads_the_side_of_the_claim():
     c = CLAIMS["peri_depth_at_most_linear"]  # below 1
     seeds = lambda *v: pd.Series(v, index=range(len(v)))  # noqa: E731

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from .config import ModelConfig
 from .stats import COLLAPSE_RATIO, RUN_KEYS
 
 STUDY, DEMO = "study", "instability_demo"
@@ -317,6 +318,7 @@ def small_dt_uniform_grad_spread(runs):
 
 
 TRIAL_KEYS = ["lr", "init_scale", "weight_decay"]  # what a tuning trial varies
+OWN_INIT = ModelConfig.last_map_init_scale  # the package's own init of the branches' last maps (x1)
 
 
 def tuning_budget(j: pd.DataFrame) -> pd.DataFrame:
@@ -329,9 +331,11 @@ def tuning_budget(j: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"lrs": g["lr"].nunique(), "trials": g.size(), "seeds": g["seeds"].min()}).reset_index()
 
 
-def _best_per_seed(j: pd.DataFrame, placement: str, depth: int, dt=None) -> tuple[pd.Series, dict]:
-    """Losses per seed of the placement's best trial (lowest mean over seeds) at one depth."""
-    r = j[(j["placement"] == placement) & (j["n_layer"] == depth) & (j["dt"] == dt if dt is not None else True)]
+def _best_per_seed(j: pd.DataFrame, placement: str, depth: int, dt=None, init_scale=None) -> tuple[pd.Series, dict]:
+    """Losses per seed of the placement's best trial (lowest mean over seeds) at one depth, among
+    the trials at ``dt`` and ``init_scale`` where given."""
+    r = j[(j["placement"] == placement) & (j["n_layer"] == depth) & (j["dt"] == dt if dt is not None else True)
+          & (j["init_scale"] == init_scale if init_scale is not None else True)]
     means = r.groupby(keys_but("seed"))["final_val_loss"].mean()
     best = dict(zip(keys_but("seed"), means.idxmin()))
     sel = r[np.logical_and.reduce([r[k] == v for k, v in best.items()])]
@@ -378,6 +382,13 @@ def peri_loss_competitive(runs):
             d1 = (p1 - pre1).dropna()
             ev = Evidence(0, 1, "", d1).interval()
             line += f"; at dt 1: peri - pre {ev[0]:+.2g} nats [{ev[1]:+.2g}, {ev[2]:+.2g}] over {ev[3]} seeds"
+            own = j[(j["placement"] == "peri") & (j["n_layer"] == depth) & (j["dt"] == 1.0)
+                    & (j["init_scale"] == OWN_INIT)]
+            if not own.empty and set(j[(j["placement"] == "peri") & (j["n_layer"] == depth)]["init_scale"]) != {OWN_INIT}:
+                p_own, own_cfg = _best_per_seed(j, "peri", depth, 1.0, OWN_INIT)
+                ev = Evidence(0, 1, "", (p_own - pre1).dropna()).interval()
+                line += (f" (tuned init); with the package's own init x{OWN_INIT:g} (best lr {own_cfg['lr']:g}) "
+                         f"{ev[0]:+.2g} nats [{ev[1]:+.2g}, {ev[2]:+.2g}]")
         parts.append(line)
     if not per_depth:
         return Evidence(0, 0, "; ".join(needs) or "needs learned Peri-LN and another placement at one depth",
