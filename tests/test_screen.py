@@ -99,7 +99,9 @@ def test_blocks_get_the_verdict_they_were_built_for_at_every_depth(tmp_path, n_l
     if block == "built:SequenceCollapsing":  # the across-sequence variance is not what collapsed
         assert v["init"]["data_over_entry_var"] > 1e-2 and v["init"]["within_over_entry_var"] < 1e-12, v["init"]
     if block == "built:Doubling":
-        assert v["init"]["step_factor"] == pytest.approx(2.0, rel=1e-3)
+        # raw top mean|x| (the claims' statistic): the two depths' models draw their own embeddings,
+        # whose mean|x^(0)| differ by a few tenths of a percent
+        assert v["init"]["step_factor"] == pytest.approx(2.0, rel=1e-2)
         assert v["init"]["weight_homogeneity"] == pytest.approx(1.0)  # exponential, yet "weight-free"
 
 

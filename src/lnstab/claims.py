@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ModelConfig
-from .stats import COLLAPSE_RATIO, RUN_KEYS
+from .stats import COLLAPSE_RATIO, RUN_KEYS, depth_exponent
 
 STUDY, DEMO = "study", "instability_demo"
 LOSS_TOLERANCE = 0.02  # relative: "competitive" = at most 2% worse than the best other placement
@@ -243,8 +243,7 @@ def depth_exponents(runs: pd.DataFrame, column: str) -> pd.DataFrame:
         g = g[np.isfinite(g[column]) & (g[column] > 0)]
         if g["n_layer"].nunique() < 2:
             continue
-        a = np.polynomial.polynomial.polyfit(np.log(g["n_layer"]), np.log(g[column]), 1)[1]
-        rows.append({**dict(zip(keys_but("n_layer"), key)), "exponent": float(a),
+        rows.append({**dict(zip(keys_but("n_layer"), key)), "exponent": depth_exponent(g["n_layer"], g[column]),
                      "depths": ",".join(str(d) for d in sorted(g["n_layer"]))})
     return pd.DataFrame(rows, columns=keys_but("n_layer") + ["exponent", "depths"])
 

@@ -21,7 +21,8 @@ among those), the others reported beside it (``per_lr``), every trial too:
                                           sequence carries one vector
               grows exponentially         per-sub-layer growth factor between the two largest
                                           depths >= EXPONENTIAL_FACTOR
-              grows faster than linearly  depth exponent a > 1 (top ||x|| / ||x^(0)|| ~ L^a)
+              grows faster than linearly  depth exponent a > 1 (top-of-stream mean|x| ~ L^a, the
+                                          claims' statistic and fit)
               at most linear              a <= 1
     backward  per sub-layer: the geometric mean of the per-step adjoint ratios,
               (||p^(0)|| / ||p^(K)||)^(1/K), below 1 / ADJOINT_STEP_WINDOW (vanishing), above
@@ -47,7 +48,7 @@ import torch
 from .config import RunConfig, load_config
 from .model import GPT
 from .probes import moments, point_of, probe
-from .stats import COLLAPSE_RATIO
+from .stats import COLLAPSE_RATIO, depth_exponent
 
 REFERENCES = ("pre", "peri", "post")
 WEIGHT_SCALE = 1e3  # every matrix of every branch F multiplied by this, then by its square
@@ -156,15 +157,16 @@ def weight_homogeneity(model: GPT, idx: torch.Tensor, scale: float = WEIGHT_SCAL
     return ratio if math.isfinite(ratio) else math.inf  # an overflow: the growth follows the weights
 
 
-def depth_fit(depths: list[int], growth: list[float]) -> dict[str, float]:
-    """From the top-of-stream growth G(L) = mean ||x^(K)|| / mean ||x^(0)|| at each depth:
-    ``depth_exponent`` a of G ~ L^a (least squares in log-log) and ``step_factor``, the
-    per-sub-layer factor (G(L) / G(L/2))^(1 / (K - K/2)) between the two largest depths."""
-    L, G = np.asarray(depths, float), np.asarray(growth, float)
-    if len(L) < 3 or not np.all(np.isfinite(G)) or np.any(G <= 0):
+def depth_fit(depths: list[int], scale: list[float]) -> dict[str, float]:
+    """From the top-of-stream mean|x| at each depth (the claims' statistic, ``scale_final``):
+    ``depth_exponent`` a of mean|x| ~ L^a (stats.depth_exponent, the claims' fit) and
+    ``step_factor``, the per-sub-layer factor (S(L) / S(L/2))^(1 / (K - K/2)) between the two
+    largest depths."""
+    L, S = np.asarray(depths, float), np.asarray(scale, float)
+    if len(L) < 3 or not np.all(np.isfinite(S)) or np.any(S <= 0):
         return {"depth_exponent": math.nan, "step_factor": math.nan}
-    a = np.polynomial.polynomial.polyfit(np.log(L), np.log(G), 1)[1]
-    return {"depth_exponent": float(a), "step_factor": float((G[-1] / G[-2]) ** (1 / (2 * (L[-1] - L[-2]))))}
+    return {"depth_exponent": depth_exponent(L, S),
+            "step_factor": float((S[-1] / S[-2]) ** (1 / (2 * (L[-1] - L[-2]))))}
 
 
 def within_sequence_var(x: torch.Tensor) -> float:
@@ -212,7 +214,7 @@ def measure(name: str, model: GPT, batch, state: str, cfg: RunConfig, builtin: b
     finite = res is not None and all(torch.isfinite(h).all().item() for h in res["hidden"]) \
         and math.isfinite(res["loss"])
     if not finite:
-        return [], {"finite": False, "growth": math.nan, "data_over_entry_var": math.nan,
+        return [], {"finite": False, "top_mean_abs": math.nan, "data_over_entry_var": math.nan,
                     "within_over_entry_var": math.nan, "adjoint_ratio": math.nan, "weight_homogeneity": math.nan,
                     "loss": math.nan}
     slopes = forward_bounds(model, res["hidden"][0], res["weight_norms"])["slope"] if builtin else None
@@ -228,7 +230,7 @@ def measure(name: str, model: GPT, batch, state: str, cfg: RunConfig, builtin: b
                      "slope_bound": float(slopes[k]) if slopes is not None and k else math.nan,
                      "jac_branch_est": res["jac_branch"][k - 1] if k and res["jac_branch"] else math.nan})
     top = res["moments"][-1]
-    return rows, {"finite": True, "growth": top["mean_norm"] / res["moments"][0]["mean_norm"],
+    return rows, {"finite": True, "top_mean_abs": top["mean_abs"],
                   "data_over_entry_var": top["var_data"] / top["var_entry"],
                   "within_over_entry_var": within_sequence_var(res["hidden"][-1]) / top["var_entry"],
                   "adjoint_ratio": adj[0] / adj[K] if adj[K] > 0 else math.nan,
@@ -282,7 +284,7 @@ def _state_verdict(per: list[dict]) -> dict:
     per = sorted(per, key=lambda n: n["n_layer"])
     deepest = per[-1]
     finite = all(n["finite"] for n in per)
-    fit = depth_fit([n["n_layer"] for n in per], [n["growth"] for n in per]) if finite else \
+    fit = depth_fit([n["n_layer"] for n in per], [n["top_mean_abs"] for n in per]) if finite else \
         {"depth_exponent": math.nan, "step_factor": math.nan}
     K = 2 * deepest["n_layer"]
     ratio = deepest["adjoint_ratio"]
@@ -290,7 +292,7 @@ def _state_verdict(per: list[dict]) -> dict:
     forward, backward = classify(finite, deepest["data_over_entry_var"], fit["step_factor"],
                                  fit["depth_exponent"], step_adjoint, deepest["within_over_entry_var"])
     return {"forward": forward, "backward": backward, "depths": ",".join(str(n["n_layer"]) for n in per), **fit,
-            "growth": deepest["growth"], "data_over_entry_var": deepest["data_over_entry_var"],
+            "top_mean_abs": deepest["top_mean_abs"], "data_over_entry_var": deepest["data_over_entry_var"],
             "within_over_entry_var": deepest["within_over_entry_var"], "adjoint_ratio": ratio,
             "adjoint_step_factor": step_adjoint, "weight_homogeneity": deepest["weight_homogeneity"],
             "loss": deepest["loss"]}

@@ -61,6 +61,13 @@ def scale_table(probes: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(RUN_KEYS + ["step"], kind="stable").reset_index(drop=True)
 
 
+def depth_exponent(depths, values) -> float:
+    """The exponent a of values ~ depth^a, least squares in log-log: the one depth fit of the
+    claims (the final top-of-stream mean|x| over the depths trained) and of the screen."""
+    return float(np.polynomial.polynomial.polyfit(np.log(np.asarray(depths, float)),
+                                                  np.log(np.asarray(values, float)), 1)[1])
+
+
 def depth_shape(s: np.ndarray) -> dict[str, float]:
     """shape_ratio, half_factor and massive_share of one profile s[k], k = 0..K (see module doc)."""
     s = np.asarray(s, float)

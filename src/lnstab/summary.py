@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pandas as pd
 
 from .tables import SHOWN_COLUMNS, _shown
@@ -122,18 +123,36 @@ def _apart(tables: dict[str, pd.DataFrame]) -> list[str]:
     return out
 
 
-def _screen(verdicts: pd.DataFrame) -> list[str]:
+def _screen_against_claim(v: pd.DataFrame, claims: pd.DataFrame) -> list[str]:
+    """The Pre-LN reference's depth exponent beside the study's pre_depth_faster_than_linear: one
+    statistic and one fit (stats.depth_exponent), so they agree or the line says what differs."""
+    ref = v[(v["architecture"] == "pre") & (v["role"] == "reference")]
+    c = claims[(claims["claim"] == "pre_depth_faster_than_linear") & claims["effect"].notna()]
+    if ref.empty or c.empty or not np.isfinite(ref["depth_exponent"].iloc[0]):
+        return []
+    r, c = ref.iloc[0], c.iloc[0]
+    screen_side, study_side = r["depth_exponent"] > 1, c["effect"] > 1
+    how = ("they agree: both " + ("above" if study_side else "at most") + " 1" if screen_side == study_side else
+           "they disagree: the screen's depths are smaller and its training shorter, and the study's "
+           "interval decides its claim")
+    return ["", f"The same statistic and fit as the claims (top-of-stream mean|x| ~ L^a): the Pre-LN "
+                f"reference's a = {r['depth_exponent']:.2f} over depths {r['depths']} after the screen's "
+                f"training (lr {_shown(r['best_lr'])}), the study's `pre_depth_faster_than_linear` "
+                f"a = {c['effect']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}] ({c['verdict']}); {how}."]
+
+
+def _screen(verdicts: pd.DataFrame, claims: pd.DataFrame) -> list[str]:
     v = verdicts[verdicts["state"] == "trained"]
     cols = ["architecture", "role", "forward", "backward", "depth_exponent", "step_factor", "adjoint_step_factor",
             "weight_homogeneity", "best_lr", "final_val_loss", "learned", "per_lr"]
     return ["Verdicts after the screen's short training (`lnstab screen`: three depths, each learning rate fitted "
             "across depths apart; the verdict of the rate that learns at every depth, the others in `per_lr`; thresholds in docs/screen.md; at initialisation and every trial in "
-            "results/tables/screen_verdicts.md). Forward: the depth exponent a of the top-of-stream growth "
-            "~ L^a and the per-sub-layer growth factor between the two largest depths; backward: the "
+            "results/tables/screen_verdicts.md). Forward: the depth exponent a of the top-of-stream mean|x| "
+            "~ L^a (the claims' statistic) and the per-sub-layer growth factor between the two largest depths; backward: the "
             "per-sub-layer adjoint factor (||p0||/||pK||)^(1/K); `weight_homogeneity` is a property of the "
             "branch, not a verdict. `learned`: validation loss below the corpus's bigram baseline; the "
             "verdicts of a model that did not learn are about an untrained model:", "",
-            v[cols].astype(object).map(_shown).to_markdown(index=False)]
+            v[cols].astype(object).map(_shown).to_markdown(index=False), *_screen_against_claim(v, claims)]
 
 
 def last_maps(r) -> str:
@@ -317,7 +336,7 @@ def summary_markdown(tables: dict[str, pd.DataFrame], config: dict, figdir: str,
         "",
         "## Screening a block before training it",
         "",
-        *(_screen(tables["screen_verdicts"]) if "screen_verdicts" in tables else
+        *(_screen(tables["screen_verdicts"], claims) if "screen_verdicts" in tables else
           ["This study does not screen (`screen.enabled: false`): its screen would repeat the default "
            "study's (results/summary.md, results/tables/screen_verdicts.md)."]),
         "",
