@@ -290,3 +290,51 @@ def test_lock_falls_back_to_a_lock_file_where_flock_is_missing(tmp_path, monkeyp
     with pytest.raises(RunError, match="LNSTAB_LOCK='nfs'"):
         with run_lock(out):
             pass
+
+
+def test_the_two_lock_modes_see_each_other(tmp_path, monkeypatch):
+    """A trainer with the default flock and one with LNSTAB_LOCK=file on the same folder: whichever
+    comes second is refused (both modes hold the O_EXCL lock file, flock mode under its flock). A
+    lock file that a flock-mode trainer left behind (killed on another node) is stale under a held
+    flock and taken over; one of a file-mode trainer elsewhere is not."""
+    from lnstab.runfolder import RunError, run_lock
+
+    out = tmp_path / "run"
+    for first, second in (("flock", "file"), ("file", "flock")):
+        monkeypatch.setenv("LNSTAB_LOCK", first)
+        with run_lock(out):
+            monkeypatch.setenv("LNSTAB_LOCK", second)
+            with pytest.raises(RunError, match=f"in use by pid {os.getpid()}"):
+                with run_lock(out):
+                    pass
+        assert not (out / ".lock.pid").exists()
+    monkeypatch.setenv("LNSTAB_LOCK", "flock")
+    (out / ".lock.pid").write_text("pid 1 on another-node since 2026-01-01 00:00:00 (flock)\n")
+    with run_lock(out):
+        assert f"pid {os.getpid()}" in (out / ".lock.pid").read_text()
+    (out / ".lock.pid").write_text("pid 1 on another-node since 2026-01-01 00:00:00 (file)\n")
+    with pytest.raises(RunError, match="in use by pid 1 on another-node"):
+        with run_lock(out):
+            pass
+
+
+@pytest.mark.parametrize("mode", ["flock", "file"])
+def test_a_linked_or_fifo_lock_file_is_never_read(tmp_path, monkeypatch, mode):
+    """A .lock.pid that is a symbolic link to another file: the refusal names the link and shows
+    nothing of the file it points to; a FIFO there is refused without waiting for a writer."""
+    from lnstab.runfolder import RunError, run_lock
+
+    monkeypatch.setenv("LNSTAB_LOCK", mode)
+    out, secret = tmp_path / "run", tmp_path / "credentials"
+    out.mkdir()
+    secret.write_text("password=hunter2\n")
+    (out / ".lock.pid").symlink_to(secret)
+    with pytest.raises(RunError, match="symbolic link") as e:
+        with run_lock(out):
+            pass
+    assert "hunter2" not in str(e.value) and str(out / ".lock.pid") in str(e.value)
+    (out / ".lock.pid").unlink()
+    os.mkfifo(out / ".lock.pid")
+    with pytest.raises(RunError, match="not a regular file"):
+        with run_lock(out):
+            pass

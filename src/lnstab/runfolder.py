@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -269,13 +270,31 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 # How a run folder is locked: "flock" (default), or "file" where flock is missing (ENOSYS on a Lustre
 # mount without it) or holds per node only (Lustre's localflock): an O_EXCL lock file, which every
-# node sees. flock falls back to "file" by itself when the file system refuses it.
+# node sees. Both modes hold the lock file, flock mode under its flock, so that a trainer of either
+# mode sees one of the other; flock falls back to the file alone when the file system refuses it.
 LOCK_ENV = "LNSTAB_LOCK"
 NO_FLOCK = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
 
 
-def _holder_text() -> str:
-    return f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+def _holder_text(mode: str) -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')} ({mode})\n"
+
+
+def read_small_regular(path: Path, limit: int = 4096) -> str:
+    """The first ``limit`` bytes of a regular file, never through a symbolic link and never
+    blocking on a FIFO or device: RunError naming the path otherwise (a lock or run file that is
+    a link could show another file's content in a message)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        why = "a symbolic link" if e.errno == errno.ELOOP else e.strerror
+        raise RunError(f"{path}: cannot be read ({why}); remove it") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunError(f"{path}: not a regular file; remove it")
+        return os.read(fd, limit).decode(errors="replace")
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -299,15 +318,19 @@ def run_lock(out: Path):
 def _flock(out: Path):
     path = out / ".lock"
     try:  # never through a symbolic link: the truncation below would hit the file it points to
-        f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a+")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
     except OSError as e:
         raise RunError(f"{path}: cannot open the run's lock ({e.strerror}); "
                        "remove it if it is a symbolic link") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunError(f"{path}: the run's lock is not a regular file; remove it")
+    f = os.fdopen(fd, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.seek(0)
-        holder = f.read().strip() or "another process"
+        holder = f.read(4096).strip() or "another process"
         f.close()
         raise RunError(f"{out} is in use by {holder}; wait for it to finish or stop it") from None
     except OSError as e:
@@ -323,28 +346,33 @@ def _flock(out: Path):
     try:
         f.seek(0)
         f.truncate()
-        f.write(_holder_text())
+        f.write(_holder_text("flock"))
         f.flush()
-        yield
+        # under the flock, a lock file left by a flock-mode trainer is stale (it would hold the flock)
+        with _file_lock(out, under_flock=True):
+            yield
     finally:
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
 
 
 @contextlib.contextmanager
-def _file_lock(out: Path):
-    """out/.lock.pid created with O_EXCL (atomic on NFS v3+ and Lustre), holding host and pid; a
-    lock left by a dead process of this host is taken over, one of another host is named."""
+def _file_lock(out: Path, under_flock: bool = False):
+    """out/.lock.pid created with O_EXCL (atomic on NFS v3+ and Lustre), holding host, pid and the
+    lock mode; a lock left by a dead process of this host is taken over, and so is, under a held
+    flock, one left by a flock-mode trainer (alive, it would hold the flock); any other is named."""
     path = out / ".lock.pid"
     for _ in range(2):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
             break
         except FileExistsError:
-            holder = path.read_text(errors="replace").strip() if path.is_file() else ""
+            holder = read_small_regular(path).strip()
             words = holder.split()
             host, pid = (words[3], int(words[1])) if len(words) > 3 and words[1].isdigit() else ("", 0)
-            if host == socket.gethostname() and pid and not _alive(pid):
+            stale = (host == socket.gethostname() and pid and not _alive(pid)) or \
+                (under_flock and holder.endswith("(flock)"))
+            if stale:
                 path.unlink(missing_ok=True)  # its process is gone: a crash left it
                 continue
             raise RunError(f"{out} is in use by {holder or 'another process'} (lock file {path}); wait for it "
@@ -353,7 +381,7 @@ def _file_lock(out: Path):
         raise RunError(f"{path}: could not take the lock file")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(_holder_text())
+            f.write(_holder_text("flock" if under_flock else "file"))
         yield
     finally:
         path.unlink(missing_ok=True)
