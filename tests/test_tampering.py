@@ -91,6 +91,27 @@ def test_workflow_trusts_content_not_times(tmp_path):
     res = study("--cores", "2")  # claims, figures and the summary would be rebuilt from it
     assert res.returncode != 0 and str(runs_csv) in res.stderr + res.stdout
     runs_csv.write_bytes(before[runs_csv])
+
+    # 2b. certification needs the lineage records, and the manifest says what it could not check
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join(line for line in lines if not line.rstrip().endswith("claims.csv")))
+    res = cli("check-manifest", str(manifest))  # a line removed, its table edited or not
+    assert res.returncode == 1 and f"{claims}: the manifest job certified it" in res.stderr, res.stderr
+    manifest.write_text("".join(lines))
+    gone = tmp_path / "elsewhere" / "manifest.sha256"
+    gone.parent.mkdir()
+    gone.write_text("".join(lines).replace(str(tmp_path), str(tmp_path / "moved")))
+    res = cli("check-manifest", str(gone))
+    assert res.returncode == 1 and "NOTHING COMPARED" in res.stderr, res.stderr
+    shutil.move(results / "lineage", tmp_path / "lineage.aside")
+    res = cli("check-manifest", str(manifest))
+    assert res.returncode == 0 and "NOT CERTIFIED" in res.stderr and "no lineage records" in res.stderr, res.stderr
+    runs_csv.write_text(runs_csv.read_text().replace("completed", "diverged", 1))
+    res = study("--cores", "2")  # with no records, an edited table is not taken for a job's output
+    assert res.returncode != 0 and f"{runs_csv}: no lineage record" in res.stderr + res.stdout
+    runs_csv.write_bytes(before[runs_csv])
+    shutil.rmtree(results / "lineage", ignore_errors=True)
+    shutil.move(tmp_path / "lineage.aside", results / "lineage")
     summary = a / "summary.json"
     summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": "diverged", "diverged_step": 3}))
     res = study("--cores", "2")

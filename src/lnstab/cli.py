@@ -93,15 +93,22 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             print(f"lnstab check-manifest: {e}", file=sys.stderr)
             return 2
-        from .study import absent_from_manifest
+        from .study import absent_from_manifest, uncertified
 
         absent = absent_from_manifest(args.manifest)
+        listed = sum(1 for line in open(args.manifest) if line.strip())
         if absent:
-            print(f"not present here (not compared): {len(absent)} file(s), e.g. {absent[0]}", file=sys.stderr)
+            print(f"not present here (not compared): {len(absent)} of {listed} file(s), e.g. {absent[0]}",
+                  file=sys.stderr)
         for problem in bad:
             print(problem, file=sys.stderr)
-        print(f"{'OK' if not bad else 'MISMATCH'}: {args.manifest}", file=sys.stderr)
-        return 1 if bad else 0
+        if bad or len(absent) == listed:
+            print(f"{'MISMATCH' if bad else 'NOTHING COMPARED'}: {args.manifest}", file=sys.stderr)
+            return 1
+        why = uncertified(args.manifest)
+        print(f"HASHES MATCH, NOT CERTIFIED: {args.manifest}: {why}" if why else f"OK: {args.manifest}",
+              file=sys.stderr)
+        return 0
     if args.command == "plan":
         return plan(args)
     if args.command == "inspect":

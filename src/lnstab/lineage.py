@@ -99,17 +99,39 @@ def _files(named) -> list[str]:
     return out
 
 
+def under(path: str | Path, folder: str | Path) -> bool:
+    a, b = os.path.abspath(path), os.path.abspath(folder)
+    return os.path.commonpath([a, b]) == b
+
+
+def unrecorded(paths, records: dict[str, dict], results: str | Path) -> list[str]:
+    """A message for every path under the study's results folder that no job's record names as
+    its output: made by hand, or its record is gone (a removed lineage folder certifies nothing)."""
+    made = producers(records)
+    return [f"{p}: no lineage record of the job that made it ({Path(results) / RECORDS} holds none for it: "
+            "removed, or the file was put there by hand); rerun the workflow with --forcerun on the rule that "
+            "makes it, or delete it"
+            for p in map(os.path.normpath, map(str, paths)) if under(p, results) and p not in made]
+
+
 @contextlib.contextmanager
 def job(smk):
     """Around a Snakemake script's work: refuse inputs that differ from what their producers
-    wrote, then record this job's inputs and outputs."""
+    wrote, or that are study files no job recorded making, then record this job's inputs and
+    outputs."""
     results = smk.config["results"].rstrip("/")
     name = record_name(smk.rule, dict(smk.wildcards.items()))
     inputs = _files(smk.input)
-    bad = edited(inputs, load_records(results))
+    records = load_records(results)
+    bad = edited(inputs, records) + unrecorded(inputs, records, results)
     if bad:
         raise LineageError("inputs of job " + name + " are not what made them:\n  " + "\n  ".join(bad))
     yield
+    record(results, name, inputs, _files(smk.output))
+
+
+def record(results: str | Path, name: str, inputs, outputs) -> None:
+    """Write one job's record: the sha256 of what it read and of what it wrote."""
     write_json(Path(results) / RECORDS / f"{name}.json",
-               {"job": name, "inputs": {p: sha256(p) for p in inputs},
-                "outputs": {p: sha256(p) for p in _files(smk.output)}})
+               {"job": name, "inputs": {str(p): sha256(p) for p in inputs},
+                "outputs": {str(p): sha256(p) for p in outputs}})

@@ -19,7 +19,8 @@ from .config import ConfigError, DataConfig, load_config, read_yaml
 from .grid import expand, run_config
 from .io import write_bytes, write_json, write_text
 from .collect import collect
-from .lineage import sha256
+from .lineage import RECORDS, sha256
+from .lineage import record as record_lineage
 from .figures import make_figure
 from .tables import COLLECTED, data_file, write_table
 
@@ -73,6 +74,10 @@ def record_sources(data: dict, path: str | Path) -> Path:
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     if not path.exists() or path.read_text() != text:
         write_text(path, text)
+    # the parse made it, not a job: its own lineage record, so that the corpus job's input is vouched for
+    lineage_record = path.parent.parent / RECORDS / "sources.json"
+    if not lineage_record.exists() or json.loads(lineage_record.read_text()).get("outputs") != {str(path): sha256(path)}:
+        record_lineage(path.parent.parent, "sources", [], [path])
     cache_text = json.dumps(cache, sort_keys=True)
     if not cache_path.exists() or cache_path.read_text() != cache_text:
         write_text(cache_path, cache_text)
@@ -391,21 +396,30 @@ def write_summary(tables_dir, figdir, config: dict, out) -> None:
 
 def write_manifest(files, out) -> None:
     """sha256 of every table and figure, sorted by path (``sha256sum -c`` can read it), written
-    only if the study's lineage holds: no file edited after the job that made it."""
-    from .lineage import LineageError, check_chain, load_records
+    only if the study's lineage holds: every file is what the job that made it recorded, and that
+    record exists (a removed lineage folder certifies nothing). The manifest job records itself, so
+    that an edited manifest (a line removed, a digest changed) is named by check_manifest."""
+    from .lineage import LineageError, check_chain, edited, load_records, record, unrecorded
 
-    problems = check_chain(load_records(Path(out).parent))
+    results = Path(out).parent
+    records = {job: r for job, r in load_records(results).items() if job != "manifest"}  # the one replaced here
+    files = sorted(map(str, files))
+    problems = check_chain(records) + edited(files, records) + unrecorded(files, records, results)
     if problems:
-        raise LineageError("not certified, files differ from what made them:\n  " + "\n  ".join(problems))
-    lines = [f"{sha256(f)}  {f}" for f in sorted(map(str, files))]
+        raise LineageError("not certified, files differ from what made them or no record says what made "
+                           "them:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    lines = [f"{sha256(f)}  {f}" for f in files]
     write_text(out, "\n".join(lines) + "\n")
+    record(results, "manifest", files, [out])
 
 
 def check_manifest(manifest) -> list[str]:
     """One message per file whose content differs from the manifest, or from what the job that
-    made it recorded (the study's lineage, where it is present); empty: all as certified. Files
-    that are not here are not failures (absent_from_manifest lists them: a clone lacks the
-    tables that are not committed).
+    made it recorded (the study's lineage, where it is present), and per difference between the
+    manifest and what the manifest job recorded writing (a line removed or changed); empty: all
+    as certified. Files that are not here are not failures (absent_from_manifest lists them: a
+    clone lacks the tables that are not committed); ``uncertified`` says what a check without the
+    lineage records cannot tell.
     ValueError for a manifest that is missing, empty or not in sha256sum's format."""
     from .lineage import check_chain, load_records
 
@@ -423,8 +437,41 @@ def check_manifest(manifest) -> list[str]:
     if not entries:
         raise ValueError(f"{manifest}: lists no files, so it certifies nothing")
     bad = [f"{name}: differs from the manifest" for digest, name in entries
-           if Path(name).exists() and sha256(name) != digest]
-    return bad + check_chain(load_records(path.parent), missing_ok=True)
+           if _regular(name) and sha256(name) != digest]
+    bad += [f"{name}: listed in the manifest but not a regular file" for _, name in entries
+            if Path(name).exists() and not _regular(name)]
+    records = load_records(path.parent)
+    own = records.get("manifest")
+    if own is not None:
+        listed = {name for _, name in entries}
+        bad += [f"{p}: the manifest job certified it, but the manifest no longer lists it"
+                for p in own["inputs"] if p not in listed]
+    return bad + check_chain(records, missing_ok=True)
+
+
+def uncertified(manifest) -> str:
+    """Why a check of this manifest is by hashes only, or '' where the lineage records are here."""
+    from .lineage import RECORDS, load_records
+
+    folder = Path(manifest).parent
+    records = load_records(folder)
+    if not records:
+        return (f"no lineage records ({folder / RECORDS}; a clone has none): the listed files match the "
+                "manifest's hashes, but whether the manifest or a table was edited before it was written cannot "
+                "be told here")
+    if "manifest" not in records:
+        return "the lineage holds no record of the manifest job (written by an older lnstab): rerun it"
+    return ""
+
+
+def _regular(name: str) -> bool:
+    """A regular file, not through a link and never opening a FIFO (sha256 would wait on it)."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.lstat(name).st_mode)
+    except OSError:
+        return False
 
 
 def absent_from_manifest(manifest) -> list[str]:
