@@ -82,3 +82,19 @@ def test_an_unknown_watcher_is_a_config_error_before_anything_is_written(tmp_pat
     with pytest.raises(ConfigError, match="watch: unknown 'tensorbord'"):
         train(tiny_config(), tmp_path / "run", verbose=False, watch=["tensorbord"])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_watcher_that_fails_is_dropped_and_the_run_goes_on(tmp_path, capsys):
+    """--watch tensorboard where <run>/tensorboard cannot be a folder (a file of that name): one line
+    says so, the run trains to the end, and its numbers are those of a run without a watcher."""
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "watched"
+    out.mkdir()
+    (out / "tensorboard").write_text("not a folder\n")
+    summary = train(tiny_config(), out, verbose=False, watch=["tensorboard"])
+    assert summary["status"] == "completed"
+    err = capsys.readouterr().err
+    assert "watch tensorboard: start failed" in err and "the run goes on" in err, err
+    train(tiny_config(), tmp_path / "plain", verbose=False)
+    for name in ("probes.csv", "bounds.csv"):
+        assert (out / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name

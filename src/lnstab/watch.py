@@ -8,6 +8,7 @@ run's config either, so turning it on or off neither retrains a run nor blocks a
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .config import ConfigError
@@ -92,23 +93,42 @@ def check(names) -> tuple[str, ...]:
 
 class Watchers:
     """The run's watchers, checked when the run is built and started once it knows its first
-    step (none: every call is a no-op)."""
+    step (none: every call is a no-op). A watcher that fails (an unusable folder, a full disk, a
+    library error) is reported in one line and dropped: it only mirrors numbers, so the run goes on."""
 
     def __init__(self, names, out: Path):
         self.names, self.out, self.open = check(names), Path(out), []
 
+    def _drop(self, name: str, what: str, e: Exception) -> None:
+        print(f"lnstab: watch {name}: {what} failed ({type(e).__name__}: {str(e)[:200]}); the run goes on "
+              "without it (metrics.csv and probes.csv are the record)", file=sys.stderr, flush=True)
+
     def start(self, config: dict, first_step: int) -> None:
-        self.open = [WATCHERS[n](self.out, config, first_step) for n in self.names]
+        self.open = []
+        for n in self.names:
+            try:
+                self.open.append((n, WATCHERS[n](self.out, config, first_step)))
+            except ConfigError:  # the package is missing: the user's setup, said as such
+                raise
+            except Exception as e:
+                self._drop(n, "start", e)
+
+    def _each(self, what: str, call) -> None:
+        kept = []
+        for n, w in self.open:
+            try:
+                call(w)
+                kept.append((n, w))
+            except Exception as e:
+                self._drop(n, what, e)
+        self.open = kept
 
     def step(self, row: dict) -> None:
-        for w in self.open:
-            w.log(step_values(row), row["step"])
+        self._each("logging a step", lambda w: w.log(step_values(row), row["step"]))
 
     def probe(self, step: int, rows: list[dict]) -> None:
-        for w in self.open:
-            w.log(probe_summary(rows), step)
+        self._each("logging a probe", lambda w: w.log(probe_summary(rows), step))
 
     def close(self) -> None:
-        for w in self.open:
-            w.close()
+        self._each("closing", lambda w: w.close())
         self.open = []
