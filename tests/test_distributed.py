@@ -35,11 +35,12 @@ def max_relative_difference(a, b, columns=LOSSES) -> float:
 
 
 def lnstab(*args, nproc=1, **kw):
-    """``lnstab ARGS`` as a command, on ``nproc`` processes through torchrun."""
-    launcher = [sys.executable, "-m", "lnstab"] if nproc == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "lnstab"]
+    """``lnstab ARGS`` as a command, on ``nproc`` processes (``lnstab train --processes``, which the
+    README offers)."""
+    if nproc > 1:
+        args = (args[0], "--processes", str(nproc), *args[1:])
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*launcher, *args], capture_output=True, text=True, env=env, **kw)
+    return subprocess.run([sys.executable, "-m", "lnstab", *args], capture_output=True, text=True, env=env, **kw)
 
 
 def sets(*overrides):
@@ -107,10 +108,11 @@ def test_two_ranks_match_one_process_and_repeat_exactly(tmp_path):
         ["metrics.csv", "probes.csv", "bounds.csv", "summary.json", "provenance.json", "ckpt.pt"])
 
 
-def start_and_stop(folder, args, at_step: int, sig=signal.SIGUSR1):
+def start_and_stop(folder, args, at_step: int, sig=signal.SIGUSR1, processes: int = 1):
     """Start ``lnstab train``, send ``sig`` once it reports ``at_step``; (exit status, stderr)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "lnstab", "train", "--out", str(folder), *args],
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lnstab", "train", "--out", str(folder), "--processes",
+                             str(processes), *args],
                             stderr=subprocess.PIPE, text=True, env=env)
     lines = []
     for line in proc.stderr:
@@ -153,3 +155,20 @@ def test_stop_signal_checkpoints_and_the_retry_loses_nothing(tmp_path, sig):
         floor = max_relative_difference(tmp_path / "whole", tmp_path / "rounding")
         assert max_relative_difference(tmp_path / "whole", tmp_path / "stopped_2") <= max(1e-5, 10 * floor), floor
         assert json.loads((tmp_path / "stopped_2" / "summary.json").read_text())["resumed_from_step"] == step
+
+
+@pytest.mark.slow
+def test_a_stop_reaches_every_rank_of_lnstab_train_processes(tmp_path):
+    """``lnstab train --processes 2`` (what the README offers for several GPUs, in place of torchrun,
+    whose stop ends in a traceback and exit 1): SIGTERM to the command checkpoints the step reached
+    and exits 3 with one line; the same command resumes and completes."""
+    args = sets("train.steps=200", "train.ckpt_interval=0", "train.log_interval=5", "train.batch_size=8")
+    code, err = start_and_stop(tmp_path / "run", args, at_step=20, sig=signal.SIGTERM, processes=2)
+    assert code == PREEMPTED_EXIT, err[-3000:]
+    assert "Traceback" not in err and "the same command resumes" in err, err[-3000:]
+    import torch
+
+    assert 20 <= torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["step"] < 200
+    res = lnstab("train", "--out", str(tmp_path / "run"), "--quiet", *args, nproc=2, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "provenance.json").read_text())["world_size"] == 2

@@ -3,7 +3,9 @@ named in one legend, the baselines and bounds where the figure promises them."""
 import pandas as pd
 import pytest
 import torch
+import yaml
 
+from conftest import ROOT
 from lnstab.collect import collect
 from lnstab.figures import FIGURES, PLACEMENT_COLORS, pyplot, save
 from lnstab.pretrained import inspect, inspect_run, inspection_tables
@@ -133,3 +135,40 @@ def test_a_figures_caption_states_its_claims_in_safe_restructuredtext():
     assert "<strong>refuted</strong>" in html and "top |x| *growth* of x_" in html
     assert "other" not in text and set(FIGURE_CLAIMS["fig2_depth"]) <= set(claims["claim"])
     assert caption_claims(claims, "fig7_screen") == ""  # a figure that shows no claim
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("truncated_gz", "probes.csv.gz: not a readable table"),
+    ("missing_column", "a column of its tables is missing: 'role'"),
+    ("not_a_number", "runs.csv: row 3, column 'final_val_loss': 'abc' is not a number"),
+    ("cut_mid_row", "runs.csv: not a readable table (its last row has no line end"),
+])
+def test_figures_from_damaged_tables_stop_with_one_line_naming_the_file(tmp_path, damage, needle):
+    """`lnstab figures` on a copy of the committed tables with one of them damaged: exit 2 and one
+    line naming the table, never a traceback or a figure drawn from it."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(ROOT / "results" / "tables", tmp_path / "results" / "tables")
+    study = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    study.update(results=str(tmp_path / "results"), figures=str(tmp_path / "figures"))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(study))
+    tables = tmp_path / "results" / "tables"
+    runs = (tables / "runs.csv").read_text()
+    if damage == "truncated_gz":
+        data = (tables / "probes.csv.gz").read_bytes()
+        (tables / "probes.csv.gz").write_bytes(data[: len(data) // 2])
+    elif damage == "missing_column":
+        df = pd.read_csv(tables / "runs.csv")
+        df.drop(columns=["role"]).to_csv(tables / "runs.csv", index=False)
+    elif damage == "not_a_number":
+        df = pd.read_csv(tables / "runs.csv")
+        df["final_val_loss"] = df["final_val_loss"].astype(object)
+        df.loc[1, "final_val_loss"] = "abc"
+        df.to_csv(tables / "runs.csv", index=False)
+    else:
+        (tables / "runs.csv").write_text(runs[: len(runs) - len(runs.splitlines()[-1]) // 2 - 1])
+    res = subprocess.run([sys.executable, "-m", "lnstab", "figures", str(tmp_path / "config.yaml")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]

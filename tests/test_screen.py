@@ -162,3 +162,65 @@ def test_screen_rejects_zero_steps_and_too_shallow_a_model(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 2 and key in res.stderr, res.stderr[-2000:]
         assert not (tmp_path / "s" / "runs").exists()  # nothing trained
+
+
+BAD_BLOCKS = {
+    "raises_at_import": "raise RuntimeError('configuration missing')\n",
+    "syntax_error": "class Block(:\n",
+    "no_dt": ("import torch.nn as nn\n"
+              "class Block(nn.Module):\n"
+              "    def __init__(self, f, cfg, placement):\n"
+              "        super().__init__()\n"
+              "        self.f = f\n"
+              "    def branch(self, x):\n"
+              "        return self.f(x)\n"
+              "    def forward(self, x):\n"
+              "        return x + self.branch(x)\n"),
+}
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("raises_at_import:Block", "RuntimeError: configuration missing"),
+    ("syntax_error:Block", "SyntaxError"),
+    (".relative:Block", "absolute module name"),
+    ("no_dt:Block", "no dt, placement"),
+    ("os:sep", "is not a class"),
+])
+def test_a_users_block_that_cannot_be_used_is_one_line(tmp_path, spec, needle):
+    for name, text in BAD_BLOCKS.items():
+        (tmp_path / f"{name}.py").write_text(text)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(tmp_path)])}
+    res = subprocess.run([sys.executable, "-m", "lnstab", "screen", "--block", spec, "--steps", "40",
+                          "--out", str(tmp_path / "s")], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "s" / "runs").exists()
+
+
+@pytest.mark.parametrize("how", ["set", "yaml", "list"])
+def test_a_learning_rate_or_a_list_as_the_screens_config_is_refused(tmp_path, how):
+    """The screen trains at each of its learning rates: a single train.lr would be silently unused
+    (lr 1e6 and 100 gave identical trials), so it is refused, pointing at --lrs; a YAML list is not
+    a config."""
+    config = tmp_path / "screen.yaml"
+    config.write_text({"set": "model: {n_layer: 4}\n", "yaml": "train: {lr: 100}\n", "list": "- model\n"}[how])
+    args = ["--set", "train.lr=1e6"] if how == "set" else []
+    res = subprocess.run([sys.executable, "-m", "lnstab", "screen", str(config), *args, "--out", str(tmp_path / "s")],
+                         capture_output=True, text=True, timeout=120)
+    needle = "a mapping of sections" if how == "list" else "train.lr: the screen trains at each of its learning rates"
+    assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+    if how != "list":
+        assert "--lrs" in res.stderr
+
+
+def test_screen_lrs_are_the_trials_learning_rates(tmp_path):
+    small = ["--set", "model.n_layer=4", "--set", "model.d_model=16", "--set", "model.n_head=2",
+             "--set", "model.block_size=16", "--set", "train.batch_size=4", "--set", "train.warmup_steps=2",
+             "--set", "probe.jacobian_iters=2", "--set", "train.eval_interval=5"]
+    res = subprocess.run([sys.executable, "-m", "lnstab", "screen", "--steps", "5", "--lrs", "0.002,0.02",
+                          "--out", str(tmp_path), *small], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    trained = pd.read_csv(tmp_path / "screen_verdicts.csv").query("state == 'trained'")
+    assert all(t.count("lr 0.002") == 3 and t.count("lr 0.02") == 3 and t.count("lr ") == 6 for t in trained["trials"])
+    bad = subprocess.run([sys.executable, "-m", "lnstab", "screen", "--lrs", "fast", "--out", str(tmp_path / "b")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--lrs 'fast'" in bad.stderr

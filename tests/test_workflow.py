@@ -24,6 +24,8 @@ def test_lint_is_clean():
     ({"base": {"model": {"n_hed": 2}}}, "model.n_hed"),
     ({"base": {"train": {"lr": "fast"}}}, "train.lr"),
     ({"resources": {"train": {"gpus": 1}}}, "gpus"),
+    ({"screen": {"enabled": True, "base": {"model": {"n_layer": 2}}}}, "model.n_layer"),
+    ({"screen": {"enabled": True, "base": {"train": {"lr": 0.1}}}}, "train.lr"),
 ])
 def test_bad_config_fails_at_parse_time_naming_the_key(tmp_path, change, key):
     res = snakemake("-n", "--configfile", str(smoke_config(tmp_path, **change)))

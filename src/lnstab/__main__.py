@@ -1,4 +1,4 @@
-"""``python -m lnstab`` (and ``torchrun ... -m lnstab train ...``): the command line of lnstab.cli."""
+"""``python -m lnstab``: the command line of lnstab.cli (also each rank that lnstab.launch starts)."""
 import sys
 
 from .cli import main

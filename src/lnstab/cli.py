@@ -1,6 +1,7 @@
 """Command line: ``lnstab train CONFIG.yaml --out DIR --set model.dt=0.5 --set model.placement=peri``.
 
-On several processes: ``torchrun --standalone --nproc_per_node=N -m lnstab train ...`` (lnstab.distributed)."""
+On several processes of one node: ``lnstab train ... --processes N`` (lnstab.launch starts the ranks and
+passes a stop signal to each; lnstab.distributed)."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--allow-other-code", action="store_true",
                     help="resume a run that another lnstab version or git commit trained so far (each "
                          "segment is recorded in provenance.json; default: stop with a message)")
+    tr.add_argument("--processes", type=int, default=1, metavar="N",
+                    help="train on N processes of this node (torch.distributed, each rank a share of every batch), "
+                         "started by lnstab.launch: a stop signal reaches every rank, which finish their step, "
+                         "checkpoint and exit 3 (default 1)")
     tr.add_argument("--watch", action="append", default=[], choices=["tensorboard", "wandb"],
                     help="also mirror metrics and probe summaries live to TensorBoard (<out>/tensorboard) or "
                          "W&B offline (<out>/wandb); metrics.csv stays the record (repeatable)")
@@ -43,12 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--vocab-size", type=int, help="vocabulary, where base.model.vocab_size is unset")
     pl.add_argument("--csv", metavar="FILE", help="also write the per-job table as CSV")
     sc = sub.add_parser("screen", help="screen an architecture against Pre/Peri/Post-LN at three depths: verdicts "
-                        "at init and after a short training at two learning rates")
+                        "at init and after a short training at each of three learning rates")
     sc.add_argument("config", nargs="?", help="YAML run config (the screen's defaults fill the rest: lnstab.screen)")
     sc.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="e.g. --set model.placement=output --set model.norm=rmsnorm (repeatable)")
     sc.add_argument("--steps", type=int, help="training steps at each depth and learning rate (default 600, "
                     "lnstab.screen.SCREEN_BASE; at least 1)")
+    sc.add_argument("--lrs", metavar="LR,LR,...", help="learning rates of the short trainings, each fitted across "
+                    "depths apart (default 0.001,0.003,0.01: lnstab.screen.SCREEN_LRS)")
     sc.add_argument("--block", metavar="MODULE:CLASS", help="your own residual sub-layer (lnstab.model.Residual's interface)")
     sc.add_argument("--out", default="results/screen", help="folder for the tables, the figure and the runs")
     ins = sub.add_parser("inspect", help="probe a trained Transformer (transformers' save_pretrained folder or a "
@@ -129,6 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     from .launch import note_stop_signals
 
     note_stop_signals()  # from here a stop during start-up ends the run with status 3, not 143
+    if args.processes < 1:
+        print(f"lnstab: --processes: at least 1, got {args.processes}", file=sys.stderr)
+        return 2
+    if args.processes > 1 and "RANK" not in os.environ:  # this process launches the ranks
+        from .launch import launch
+
+        rank_args = ["lnstab", "train", *([args.config] if args.config else []), "--out", args.out,
+                     *[a for o in args.overrides for a in ("--set", o)], *(["--quiet"] if args.quiet else []),
+                     *(["--restart"] if args.restart else []),
+                     *(["--allow-other-code"] if args.allow_other_code else []),
+                     *[a for w in args.watch for a in ("--watch", w)]]
+        return launch(rank_args, args.processes, dict(os.environ))
 
     def work():
         from .train import train
@@ -141,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_rank(work) -> int:
-    """One process of a training job (the only one, or a rank under torchrun or lnstab.launch):
+    """One process of a training job (the only one, or a rank that lnstab.launch started):
     its exit status, and one line saying what ended it, from rank 0 only; no traceback for a
     stop, a config error or an unusable run folder."""
     from . import distributed
@@ -212,7 +231,15 @@ def screen(args) -> int:
 
     overrides = args.overrides + ([f"train.steps={args.steps}"] if args.steps is not None else [])
     try:
-        verdicts = run_screen(args.config, overrides, args.block, args.out)
+        lrs = None
+        if args.lrs is not None:
+            try:
+                lrs = [float(x) for x in args.lrs.split(",") if x.strip()]
+            except ValueError:
+                raise ConfigError(f"--lrs {args.lrs!r}: comma-separated numbers, e.g. 0.001,0.003") from None
+            if not lrs or any(not (x > 0) for x in lrs):
+                raise ConfigError(f"--lrs {args.lrs!r}: at least one learning rate, each above 0")
+        verdicts = run_screen(args.config, overrides, args.block, args.out, lrs=lrs)
     except (ConfigError, ValueError, OSError) as e:
         print(f"lnstab screen: {e}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """Data-parallel training on torch.distributed: the process group of one training job.
 
-A job of N processes is launched by torchrun (``torchrun --standalone --nproc_per_node=N -m
-lnstab train ...``) or, in the workflow, by lnstab.launch; either sets RANK, WORLD_SIZE and LOCAL_RANK; a job without them is a single
-process and nothing here talks to anyone. Backend: NCCL on GPUs, gloo on CPUs.
+A job of N processes is launched by lnstab.launch (``lnstab train ... --processes N``, and the
+workflow), which sets RANK, WORLD_SIZE and LOCAL_RANK as torchrun would; a job without them is a
+single process and nothing here talks to anyone. Backend: NCCL on GPUs, gloo on CPUs.
 
 Every rank draws the same global batch (the training generator is replicated) and trains on its
 own slice of it, so the same config trains on the same data whatever N is (equal up to the
@@ -62,7 +62,7 @@ class Group:
 
 
 def from_environment(device_type: str) -> Group:
-    """The job's process group, joined once: from torchrun's RANK / WORLD_SIZE / LOCAL_RANK."""
+    """The job's process group, joined once: from RANK / WORLD_SIZE / LOCAL_RANK (lnstab.launch sets them)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Group()

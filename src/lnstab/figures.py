@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import _atomic
+from .io import _atomic, read_table
 from .stats import HIDDEN_POINTS, RUN_KEYS, at_last_step, increment_ratios
 
 STYLE = Path(__file__).with_name("style.mplstyle")  # the default; config key figure_style names another
@@ -464,4 +464,10 @@ def make_figure(name: str, tables: dict[str, str | Path], out_stem, style=None) 
     lnstab's), as PNG and PDF."""
     use_style(style)
     fn, inputs = FIGURES[name]
-    return save(fn(**{t: pd.read_csv(tables[t]) for t in inputs}), out_stem)
+    frames = {t: read_table(tables[t]) for t in inputs}
+    try:
+        figure = fn(**frames)
+    except KeyError as e:  # a table without a column the figure draws
+        raise ValueError(f"{name}: a column of its tables is missing: {e} (tables: "
+                         f"{', '.join(str(tables[t]) for t in inputs)}); rebuild them") from None
+    return save(figure, out_stem)

@@ -1,4 +1,5 @@
-"""Atomic file output: a reader (or a crash) never sees a half-written file."""
+"""Atomic file output: a reader (or a crash) never sees a half-written file; and tables read back
+with any damage named."""
 from __future__ import annotations
 
 import json
@@ -55,3 +56,33 @@ def save_torch(path, obj) -> None:
     import torch  # here, so that table and figure jobs never load torch
 
     _atomic(path, lambda f: torch.save(obj, f))
+
+
+def read_table(path) -> pd.DataFrame:
+    """A table the workflow wrote (CSV, or .csv.gz), read back. Damage is one ValueError naming the
+    file, never a table drawn from it: unreadable (a truncated .gz, not UTF-8, not CSV), cut short
+    (a plain CSV whose last row has no line end: every writer here ends rows with one), or a cell
+    that is not a number in a column whose other cells are numbers."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path)
+        if path.suffix == ".csv" and path.stat().st_size:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    raise ValueError("its last row has no line end: cut short?")
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # EOFError, BadGzipFile, ParserError, UnicodeDecodeError, EmptyDataError, ...
+        cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path}: not a readable table ({cause[:200]}); rebuild it (the workflow, or git "
+                         "checkout for a committed one)") from None
+    texts = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    for col in texts:
+        values = df[col].dropna()
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.notna().any() and numbers.isna().any():
+            row = numbers.index[numbers.isna()][0]
+            raise ValueError(f"{path}: row {row + 2}, column {col!r}: {values[row]!r} is not a number, in a column "
+                             "of numbers; rebuild the table")
+    return df

@@ -1,5 +1,5 @@
 """How a training job starts and stops: the stop signals, and the ranks of one multi-process
-job on this node, as the workflow starts them.
+job on this node, as the workflow and ``lnstab train --processes N`` start them.
 
 lnstab starts the N ranks itself (the environment torchrun would give them: RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR, MASTER_PORT) rather than through torchrun, because a stop must never
@@ -7,8 +7,8 @@ lose the checkpoint of the step reached: on SIGTERM torchrun SIGKILLs its worker
 --shutdown_timeout (30 s by default), and writing a multi-GB checkpoint can take longer (GPT-2
 XL's, about 19 GB: lnstab plan). Here a stop signal is passed on to every rank, and nothing is
 killed while they finish their step and write the checkpoint; the scheduler's hard limit still
-applies, which is why profiles/slurm asks for the signal 5 minutes early. By hand, torchrun works
-as well (README: "Running the paper-scale study").
+applies, which is why profiles/slurm asks for the signal 5 minutes early. torchrun is not
+offered: besides the grace, its ranks end a stop with a traceback and exit 1, not 3.
 
 Exit status of ``launch``: 0 when every rank finished, lnstab.train.PREEMPTED_EXIT when a stop
 signal ended the job (the checkpoint holds the step reached; the same command resumes), else the

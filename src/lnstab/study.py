@@ -17,7 +17,7 @@ from .claims import claims_table, demonstrations_table, reference_table, softwar
 from .stats import dt_ablation_table
 from .config import ConfigError, DataConfig, load_config, read_yaml
 from .grid import expand, run_config
-from .io import write_bytes, write_json, write_text
+from .io import read_table, write_bytes, write_json, write_text
 from .collect import collect
 from .lineage import RECORDS, sha256
 from .lineage import record as record_lineage
@@ -194,12 +194,12 @@ def collect_tables(run_dirs: dict, runs: dict, baselines_csv, tables_dir: str | 
     return tables
 
 
-def run_screen(config, overrides: list[str], block: str | None, out, tables_dir=None, figure_stem=None):
+def run_screen(config, overrides: list[str], block: str | None, out, tables_dir=None, figure_stem=None, lrs=None):
     """``lnstab screen``: the screen's tables (and figure) from a run config (a YAML path, or a
     dict as the workflow's ``screen.base``). Tables go to ``tables_dir`` (default ``out``), the
     figure to ``figure_stem`` (default out/screen; None from the workflow, whose figure rule
     draws it), the trained models to out/runs/."""
-    from .screen import screen, screen_config
+    from .screen import SCREEN_LRS, screen, screen_config
 
     if isinstance(config, dict):
         import yaml
@@ -209,7 +209,7 @@ def run_screen(config, overrides: list[str], block: str | None, out, tables_dir=
         write_text(path, yaml.safe_dump(config, sort_keys=True))
         config = path
     cfg = screen_config(config, overrides)
-    tables = screen(cfg, out, block)
+    tables = screen(cfg, out, block, lrs=tuple(lrs) if lrs else SCREEN_LRS)
     tables_dir = Path(tables_dir or out)
     for name, df in tables.items():
         write_table(df, tables_dir / f"screen_{name}")
@@ -268,10 +268,6 @@ def wasserstein_table(per_run_csvs, runs_csv, out_stem) -> pd.DataFrame:
     table = table.sort_values(PARAMS + ["perturbation"]).reset_index(drop=True)
     write_table(table, out_stem)
     return table
-
-
-def read_table(path) -> pd.DataFrame:
-    return pd.read_csv(path)
 
 
 def make_claims_table(runs_csv, tables_dir, scale_csv=None) -> pd.DataFrame:
@@ -377,7 +373,10 @@ def redraw(config_path: str | Path = "config/config.yaml", into: str | Path | No
                              config.get("figure_style"))
         if verbose:
             print(f"{figdir}/{name}.png, .pdf ({time.perf_counter() - t0:.1f} s)", flush=True)
-    write_summary(tables_dir, figdir, config, summary_path)
+    try:
+        write_summary(tables_dir, figdir, config, summary_path)
+    except KeyError as e:  # a table without a column the summary reports
+        raise ValueError(f"the summary: a column of the tables in {tables_dir} is missing: {e}; rebuild them") from None
     return paths + [summary_path, summary_path.with_suffix(".html")]
 
 

@@ -19,6 +19,7 @@ import lnstab.stats
 from lnstab.config import ConfigError, check_batch_split, read_yaml
 from lnstab.figures import FIGURE_CLAIMS, FIGURES, caption_claims
 from lnstab.grid import expand as expand_grid, run_config
+from lnstab.screen.setup import screen_config, screen_depths
 from lnstab.pretrained.installed import (
     INSPECT_FILES as INSPECT_FILE_NAMES,
     inspection_names,
@@ -64,6 +65,9 @@ try:
         workflow.configfiles
     ):  # Snakemake's YAML reader keeps the last of a repeated key
         read_yaml(open(_file, encoding="utf-8").read(), _file)
+    # the screen's depths and keys, before any job runs
+    if config["screen"].get("enabled", True):
+        screen_depths(screen_config(config["screen"]["base"]).model.n_layer)
     RUNS = expand_grid(config["sweeps"], BASE)
     for _params in RUNS.values():  # every run's config is checked before anything runs
         check_batch_split(run_config(_params, BASE).train, TRAIN_RESOURCES["processes"])

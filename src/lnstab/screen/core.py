@@ -1,38 +1,4 @@
-"""Screen an architecture before spending GPUs on it (``lnstab screen``; docs/screen.md).
-
-One candidate (a placement and norm, or a user's own residual sub-layer ``module:Class``
-implementing lnstab.model.Residual's interface) and the references Pre-, Peri- and Post-LN, at
-the same width, each built at three depths (``screen_depths``: L/4, L/2 and L blocks) and
-measured at initialisation and after a short training on the built-in corpus at each of
-SCREEN_LRS. The depth fit after training is made at each learning rate apart (one training
-recipe across depths: a fit across per-depth best rates would follow the rate, not the block);
-the verdict is the one of the learning rate that learns at every depth (the lowest mean loss
-among those), the others reported beside it (``per_lr``), every trial too:
-
-  per sub-layer   forward moments, max_t ||branch_t|| and its bound's slope (built-in
-                  placements), adjoint norm ||p^(k)||, Jacobian-norm estimate of the branch
-                  (the deepest model);
-  per model       a verdict table with the numbers behind each verdict:
-    forward   diverges                    a non-finite hidden state, loss or training
-              collapses                   top data-wise variance < COLLAPSE_RATIO x entry-wise
-              collapses within sequences  the variance over the positions of each sequence
-                                          (averaged) < COLLAPSE_RATIO x entry-wise, while the
-                                          variance across sequences stays: every position of a
-                                          sequence carries one vector
-              grows exponentially         per-sub-layer growth factor between the two largest
-                                          depths >= EXPONENTIAL_FACTOR
-              grows faster than linearly  depth exponent a > 1 (top-of-stream mean|x| ~ L^a, the
-                                          claims' statistic and fit)
-              at most linear              a <= 1
-    backward  per sub-layer: the geometric mean of the per-step adjoint ratios,
-              (||p^(0)|| / ||p^(K)||)^(1/K), below 1 / ADJOINT_STEP_WINDOW (vanishing), above
-              ADJOINT_STEP_WINDOW (exploding) or between (uniform): it does not change with
-              depth; ``diverges`` where the gradients are not finite.
-  Also measured, not a verdict: ``weight_homogeneity``, how the top-of-stream norm follows F's
-  matrices scaled from WEIGHT_SCALE to WEIGHT_SCALE^2 (a branch's degree of homogeneity in its
-  own weights). And whether the training learned (validation loss below the corpus's bigram
-  baseline): the verdicts after training of a model that did not learn describe an untrained model.
-"""
+"""The screen's measurements and verdicts (the package docstring says what they are)."""
 from __future__ import annotations
 
 import copy
@@ -45,16 +11,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import RunConfig, load_config
-from .model import GPT
-from .probes import moments, point_of, probe
-from .stats import COLLAPSE_RATIO, depth_exponent
+from ..config import RunConfig
+from ..model import GPT
+from ..probes import moments, point_of, probe
+from ..stats import COLLAPSE_RATIO, depth_exponent
+from .setup import LR_NOT_USED, SCREEN_BASE, SCREEN_LRS, screen_config, screen_depths  # noqa: F401
 
 REFERENCES = ("pre", "peri", "post")
 WEIGHT_SCALE = 1e3  # every matrix of every branch F multiplied by this, then by its square
-# the short training at each: half-decades around the default study's rates (Post-LN learns at
-# 1e-3 to 2e-3 and collapses at 1e-2)
-SCREEN_LRS = (1e-3, 3e-3, 1e-2)
 # per sub-layer: a factor 1.25 compounds to 1e3 over 16 blocks (32 sub-layers) and to 2e9 over
 # GPT-2 XL's 96; no polynomial growth of degree < 2.6 reaches it between 4 and 8 blocks
 EXPONENTIAL_FACTOR = 1.25
@@ -62,41 +26,22 @@ LINEAR_EXPONENT = 1.0  # depth exponent a at most this: at most linear (Peri-LN'
 # per sub-layer adjoint factor outside [1/w, w]: w = 10^(3/16) is a factor 1e3 over the screen's
 # default 8 blocks (16 sub-layers), the window of the claims' VANISHING_ADJOINT
 ADJOINT_STEP_WINDOW = 10 ** (3 / 16)
-# the screen's model and training unless the config says otherwise: the default study's width,
-# 8 blocks as the largest depth, 600 steps
-SCREEN_BASE = {
-    "model": {"n_layer": 8, "d_model": 32, "n_head": 4, "block_size": 32},
-    "train": {"steps": 600, "batch_size": 16, "lr": 1e-2, "warmup_steps": 30, "eval_interval": 100,
-              "eval_batches": 4, "ckpt_interval": 0, "log_interval": 100},
-    "probe": {"enabled": False, "batch_size": 8, "jacobian_iters": 16},
-}
-
-
-def screen_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """SCREEN_BASE, then the YAML file at ``path``, then ``key=value`` overrides."""
-    from .config import read_yaml
-
-    base = copy.deepcopy(SCREEN_BASE)
-    if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
-        for section, values in (read_yaml(text, str(path)) or {}).items():
-            if isinstance(values, dict):
-                base.setdefault(section, {}).update(values)
-            else:
-                base[section] = values
-    return load_config(None, overrides, base=base)
 
 
 def load_block(spec: str) -> type:
-    """'package.module:Class' -> the class (a residual sub-layer: lnstab.model.Residual's interface)."""
+    """'package.module:Class' -> the class (a residual sub-layer: lnstab.model.Residual's interface).
+    Whatever goes wrong while importing the user's module is one line naming it (ValueError)."""
     module, _, name = spec.partition(":")
-    if not module or not name:
-        raise ValueError(f"--block: expected module:Class, got {spec!r}")
+    if not module or not name or module.startswith("."):
+        raise ValueError(f"--block: expected module:Class with an absolute module name, got {spec!r}")
     sys.path.insert(0, str(Path.cwd()))  # a module next to where the command runs
     try:
         cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"--block {spec}: {type(e).__name__}: {e}") from None
+    except Exception as e:  # the user's module: a missing name, a syntax error, an error at import
+        cause = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(f"--block {spec}: cannot import it ({type(e).__name__}: {cause[:300]})") from None
+    if not isinstance(cls, type):
+        raise ValueError(f"--block {spec}: {name} is not a class")
     for attr in ("branch", "forward"):
         if not callable(getattr(cls, attr, None)):
             raise ValueError(f"--block {spec}: the class has no method {attr}() (lnstab.model.Residual's interface)")
@@ -109,7 +54,7 @@ def check_block(cls: type, cfg: RunConfig, spec: str) -> None:
     d_model) stream to one of that shape, stops here with one line, before any training."""
     import torch
 
-    from .model import GPT
+    from ..model import GPT
 
     small = copy.deepcopy(cfg.model)
     small.n_layer, small.vocab_size = 2, small.vocab_size or 16
@@ -122,14 +67,10 @@ def check_block(cls: type, cfg: RunConfig, spec: str) -> None:
         cause = str(e).splitlines()[0] if str(e) else ""
         raise ValueError(f"--block {spec}: does not work as lnstab.model.Residual's interface requires "
                          f"({type(e).__name__}: {cause})") from None
-
-
-def screen_depths(n_layer: int) -> list[int]:
-    """The three depths the screen builds: L/4, L/2 and L blocks."""
-    if n_layer < 4:
-        raise ValueError(f"model.n_layer: the screen fits growth over 3 depths (L/4, L/2, L) and needs L >= 4, "
-                         f"got {n_layer}")
-    return [n_layer // 4, n_layer // 2, n_layer]
+    missing = sorted({a for r in model.sublayers() for a in ("f", "dt", "placement") if not hasattr(r, a)})
+    if missing:
+        raise ValueError(f"--block {spec}: its sub-layers have no {', '.join(missing)} (lnstab.model.Residual's "
+                         "interface: the probes and the verdicts read them)")
 
 
 @torch.no_grad()
@@ -204,7 +145,7 @@ def classify(finite: bool, data_over_entry_var: float, step_factor: float, depth
 def measure(name: str, model: GPT, batch, state: str, cfg: RunConfig, builtin: bool) -> tuple[list[dict], dict]:
     """Per-sub-layer rows and the numbers of one model in one state; a model whose hidden states,
     loss or Jacobian estimates are not finite gives no rows and ``finite`` False."""
-    from .bounds import forward_bounds
+    from ..bounds import forward_bounds
 
     idx, targets = batch
     try:
@@ -251,7 +192,7 @@ def screen_one(name: str, cfg: RunConfig, folder: Path, residual: type | None = 
     for cfg.train.steps at each of ``lrs`` into folder/L<depth>-lr<lr>, measured again. Returns
     (sub-layer rows of the deepest model: at init, and after training with column ``lr`` for
     each learning rate; the numbers per state, depth and learning rate; the trials)."""
-    from .train import Run
+    from ..train import Run
 
     depths = screen_depths(cfg.model.n_layer)
     rows, numbers, trials = [], [], []
@@ -336,8 +277,8 @@ def verdict_rows(name: str, numbers: list[dict], trials: list[dict], bigram: flo
 
 
 def corpus_bigram(cfg: RunConfig) -> float:
-    from .baselines import cross_entropies
-    from .data import load_corpus
+    from ..baselines import cross_entropies
+    from ..data import load_corpus
 
     c = load_corpus(cfg.data, cfg.model.vocab_size)
     return cross_entropies(c.train, c.val, c.vocab_size)["bigram_nats"]
