@@ -107,9 +107,19 @@ def _truncated(folder):
     weights.write_bytes(weights.read_bytes()[:-1000])
 
 
+def _config_text(text):
+    def make(folder):
+        folder.mkdir()
+        (folder / "config.json").write_text(text)
+    return make
+
+
 @pytest.mark.parametrize("make, needle", [
     (None, "not a folder"),
     (lambda f: f.mkdir(), "no config.json"),
+    (_config_text('{"model_type": '), "not a valid JSON file"),
+    (_config_text('{"model_type": "frobnicator"}'), "does not recognize this architecture"),
+    (_config_text('{"model_type": "custom", "auto_map": {"AutoConfig": "conf.Custom"}}'), "custom code"),
     (lambda f: f.write_text("x"), "not a folder"),
     (_mismatched, "do not load"),
     (_truncated, "truncated"),
@@ -119,7 +129,8 @@ def test_bad_checkpoints_are_one_line(tmp_path, make, needle):
     folder = tmp_path / "model"
     if make is not None:
         make(folder)
-    res = cli("inspect", str(folder), "--tokens", "16", "--out", str(tmp_path / "out"))
+    res = cli("inspect", str(folder), "--tokens", "16", "--out", str(tmp_path / "out"), stdin=subprocess.DEVNULL,
+              timeout=120)  # a folder asking for its own code is refused, never prompted for
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and needle in lines[-1] and "Traceback" not in res.stderr, res.stderr[-2000:]
 
@@ -142,6 +153,18 @@ def test_a_tokenizer_of_another_folder_is_used_when_named(tmp_path):
     res = cli("inspect", str(tmp_path / "model"), "--tokenizer", str(tmp_path), "--tokens", "16",
               "--out", str(tmp_path / "out2"))
     assert res.returncode == 2 and "--tokenizer" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_running_out_of_memory_is_one_line_even_without_a_message(monkeypatch, tmp_path, capsys):
+    import lnstab.pretrained
+    from lnstab.cli import main
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError()  # numpy and torch raise it with an empty message
+
+    monkeypatch.setattr(lnstab.pretrained, "inspect_models", no_memory)
+    assert main(["inspect", "smollm2-135m", "--out", str(tmp_path / "out")]) == 2
+    assert "out of memory" in capsys.readouterr().err
 
 
 def test_text_shorter_than_the_batch_is_one_line(tmp_path):

@@ -55,7 +55,7 @@ def writing(out: Path, step: int):
     try:
         yield
     except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
-        cause = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        cause = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0]
         raise RunError(f"{out}: cannot write the run's files at step {step} ({cause}); "
                        "the last complete checkpoint is intact: free space and run the same command "
                        "to resume") from None

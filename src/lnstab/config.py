@@ -269,7 +269,7 @@ def read_yaml(text: str, where: str):
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"{where}{at}: YAML syntax error: {problem}") from None
 
 
