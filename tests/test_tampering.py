@@ -190,6 +190,20 @@ def test_a_link_where_a_run_file_belongs_is_refused(tmp_path, name):
     assert not (out / "metrics.csv").exists()
 
 
+@pytest.mark.parametrize("name, make, needle", [
+    ("ckpt.pt", os.mkfifo, "not a regular file"),
+    ("metrics.csv", os.mkdir, "is a folder"),
+])
+def test_a_fifo_or_folder_where_a_run_file_belongs_is_refused_at_once(tmp_path, name, make, needle):
+    """A FIFO named ckpt.pt used to block the trainer forever (SIGTERM did not stop it): now it,
+    and a folder where a file belongs, are refused before anything opens them."""
+    out = tmp_path / "run"
+    out.mkdir()
+    make(out / name)
+    res = cli("train", "--out", str(out), "--quiet", *tiny_args(), timeout=60)
+    assert res.returncode == 2 and needle in res.stderr and str(out / name) in res.stderr, res.stderr
+
+
 # -- 9. every segment of a resumed run is recorded; other code is not mixed in silently ---------
 def _stop_after(monkeypatch, step):
     original = Run.after_step

@@ -69,11 +69,21 @@ class RunState:
 
 def refuse_links(out: Path) -> None:
     """A run writes only its own files: a symbolic link where one belongs would redirect a write
-    (or the lock's truncation) outside the folder."""
+    (or the lock's truncation) outside the folder, and anything but a regular file there (a FIFO
+    would block the reader forever, a folder cannot be read as a file) is refused before it is opened."""
     for name in RUN_FILES + (".lock",):
-        if (out / name).is_symlink():
-            raise RunError(f"{out / name} is a symbolic link; a run folder holds its own files: "
+        path = out / name
+        if path.is_symlink():
+            raise RunError(f"{path} is a symbolic link; a run folder holds its own files: "
                            "remove the link (or use another output folder)")
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+            raise RunError(f"{path} is {kind}; a run folder holds its own files: remove it "
+                           "(or use another output folder)")
 
 
 def read_checkpoint(path: Path) -> dict:
