@@ -87,3 +87,14 @@ def test_committed_plans_are_current(name, capsys):
     assert capsys.readouterr().out == committed
     study_line = next(line for line in committed.splitlines() if line.startswith("Study:"))
     assert study_line in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("resources", [{"train": 5}, 5])
+def test_resources_that_are_not_a_mapping_are_one_line(tmp_path, capsys, resources):
+    from lnstab.cli import main
+
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"sweeps": [{"placement": ["pre"], "n_layer": [2]}], "resources": resources}))
+    assert main(["plan", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert "resources: expected a mapping" in err and str(study) in err

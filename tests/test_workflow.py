@@ -24,6 +24,7 @@ def test_lint_is_clean():
     ({"base": {"model": {"n_hed": 2}}}, "model.n_hed"),
     ({"base": {"train": {"lr": "fast"}}}, "train.lr"),
     ({"resources": {"train": {"gpus": 1}}}, "gpus"),
+    ({"sweeps": [{"dt": ["abc"]}]}, "sweeps[0].dt: expected numbers"),
     ({"screen": {"enabled": True, "base": {"model": {"n_layer": 2}}}}, "model.n_layer"),
     ({"screen": {"enabled": True, "base": {"train": {"lr": 0.1}}}}, "train.lr"),
 ])
@@ -44,6 +45,14 @@ def test_every_study_builds_its_dag_without_data(study):
     for pattern in data.get("paths", []):
         if not list(ROOT.glob(pattern)):
             assert f"no file matches {pattern!r}" in res.stdout + res.stderr
+
+
+def test_one_corpus_file_given_as_a_string_builds_its_dag(tmp_path):
+    """data.paths: README.md (a string where a list is expected) is read as one file, as the run
+    config reads it, not as the characters of its name."""
+    cfg = smoke_config(tmp_path, base={"data": {"source": "text", "paths": str(ROOT / "README.md")}})
+    res = snakemake("-n", "--configfile", str(cfg))
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
 
 
 def test_default_config_builds_its_dag():

@@ -195,7 +195,8 @@ def source_files(data: dict) -> list[Path]:
     if data.get("source", "shakespeare") == "shakespeare":
         return shakespeare_files()
     if data.get("source") == "text":
-        return text_files(data.get("paths", []))
+        paths = data.get("paths", [])
+        return text_files([paths] if isinstance(paths, str) else paths)  # one file, as the run config reads it
     return [Path(data.get("dir", ".")) / f"{split}.bin" for split in ("train", "val")]
 
 

@@ -60,7 +60,10 @@ def expand(sweeps: list[dict], base: dict | None = None) -> dict[str, dict]:
         for combo in itertools.product(*axes.values()):
             params = dict(zip(axes, combo))
             for k in ("dt", "weight_decay", "lr", "init_scale"):
-                params[k] = float(params[k])
+                try:
+                    params[k] = float(params[k])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"sweeps[{i}].{k}: expected numbers, got {params[k]!r}") from None
             if not isinstance(params["fold_dt"], bool):
                 raise ConfigError(f"sweeps[{i}].fold_dt: expected true or false, got {params['fold_dt']!r}")
             rid = run_id(params)

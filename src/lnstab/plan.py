@@ -190,7 +190,10 @@ def plan_study(study: dict, gpu: str = "H100", gpu_memory_gb: float = 80.0, mfu:
 def train_resources(study: dict) -> tuple[int, float]:
     """(processes, runtime in minutes) of a study's training jobs, checked as the workflow's
     schema checks them (workflow/schemas/config.schema.yaml)."""
-    res = (study.get("resources") or {}).get("train") or {}
+    resources = study.get("resources") or {}
+    if not isinstance(resources, dict) or not isinstance(resources.get("train") or {}, dict):
+        raise ConfigError(f"resources: expected a mapping such as {{train: {{gpu: 1, runtime: 60}}}}, got {resources!r}")
+    res = resources.get("train") or {}
     for key, minimum in (("processes", 1), ("gpu", 0), ("runtime", 1), ("mem_mb", 1), ("cpus_per_task", 1)):
         value = res.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
