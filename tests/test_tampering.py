@@ -204,6 +204,12 @@ def test_a_fifo_or_folder_where_a_run_file_belongs_is_refused_at_once(tmp_path, 
     assert res.returncode == 2 and needle in res.stderr and str(out / name) in res.stderr, res.stderr
 
 
+def test_an_output_name_too_long_for_the_file_system_is_one_line(tmp_path):
+    for out in (tmp_path / ("a" * 300), tmp_path / ("a" * 300) / "run"):
+        res = cli("train", "--out", str(out), "--quiet", *tiny_args(), timeout=60)
+        assert res.returncode == 2 and "File name too long" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
 # -- 9. every segment of a resumed run is recorded; other code is not mixed in silently ---------
 def _stop_after(monkeypatch, step):
     original = Run.after_step

@@ -73,13 +73,15 @@ def refuse_links(out: Path) -> None:
     would block the reader forever, a folder cannot be read as a file) is refused before it is opened."""
     for name in RUN_FILES + (".lock",):
         path = out / name
-        if path.is_symlink():
-            raise RunError(f"{path} is a symbolic link; a run folder holds its own files: "
-                           "remove the link (or use another output folder)")
         try:
             mode = os.lstat(path).st_mode
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
+        except OSError as e:  # a name too long for the file system, a folder without permission
+            raise RunError(f"{out}: cannot be a run folder ({e.strerror})") from None
+        if stat.S_ISLNK(mode):
+            raise RunError(f"{path} is a symbolic link; a run folder holds its own files: "
+                           "remove the link (or use another output folder)")
         if not stat.S_ISREG(mode):
             kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
             raise RunError(f"{path} is {kind}; a run folder holds its own files: remove it "
