@@ -230,3 +230,12 @@ def test_workflow_files_are_snakefmt_clean():
     assert exe, "snakefmt is installed by envs/requirements.txt"
     res = subprocess.run([exe, "--check", "Snakefile", "workflow/"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_citation_names_the_papers_seven_authors_and_the_catalog_claims_no_untested_conda():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    names = [f"{a['given-names']} {a['family-names']}" for a in cff["preferred-citation"]["authors"]]
+    assert names == ["Kelvin Kan", "Xingjian Li", "Benjamin J. Zhang", "Tuhin Sahai", "Stanley Osher",
+                     "Krishna Kumar", "Markos A. Katsoulakis"]  # arXiv:2510.09904's author list, in its order
+    catalog = yaml.safe_load((ROOT / ".snakemake-workflow-catalog.yml").read_text())
+    assert catalog["usage"]["software-stack-deployment"]["conda"] is False
