@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     fg = sub.add_parser("figures", help="redraw every figure and the summary of a study from its tables "
                         "(no training, no Snakemake): make figures")
     fg.add_argument("study", nargs="?", default="config/config.yaml", help="workflow config (default config/config.yaml)")
+    cp = sub.add_parser("compare", help="compare two results of one study (another CPU's against the committed): "
+                        "verdicts, effects against intervals, per-table relative differences (exit 1 if a "
+                        "conclusion differs)")
+    cp.add_argument("a", help="results (or tables) folder, e.g. results")
+    cp.add_argument("b", help="another results folder, or git:REF for the first folder as committed at REF")
+    cp.add_argument("--rtol", type=float, help="also fail where a number differs by more than this, relatively")
     cm = sub.add_parser("check-manifest", help="compare files with a sha256 manifest (exit 1 if any differ)")
     cm.add_argument("manifest")
     args = parser.parse_args(argv)
@@ -92,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lnstab figures: {e}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "compare":
+        from .compare import compare
+
+        try:
+            return compare(args.a, args.b, args.rtol)
+        except (ValueError, OSError) as e:
+            print(f"lnstab compare: {e}", file=sys.stderr)
+            return 2
     if args.command == "check-manifest":
         from .study import check_manifest
 
