@@ -81,9 +81,21 @@ def test_figure_draws_from_tables(tables, name, tmp_path):
     if name == "fig9_inspect":  # the inspected export of the Pre-LN run and the tiny real families
         drawn = {"pre", "peri", "post"}
     assert placements == drawn
-    colours = {line.get_color() for ax in fig.axes for line in ax.get_lines()
-               if line.get_label().split(" ")[0] in PLACEMENT_COLORS}
-    assert {PLACEMENT_COLORS[p].lower() for p in drawn} <= {c.lower() for c in colours}
+    # every line of a placement in a shade of the placement's hue (darker or lighter: one hue)
+    import colorsys
+
+    import matplotlib.colors as mcolors
+
+    def hue(c):
+        r, g, b = mcolors.to_rgb(c)
+        return colorsys.rgb_to_hsv(r, g, b)[0]
+
+    lines = [(line.get_label().split(" ")[0], line.get_color()) for ax in fig.axes for line in ax.get_lines()
+             if line.get_label().split(" ")[0] in PLACEMENT_COLORS]
+    assert {p for p, _ in lines} >= drawn
+    for p, c in lines:
+        if p != "deepnorm":  # black: no hue
+            assert abs(hue(c) - hue(PLACEMENT_COLORS[p])) < 0.02, (p, c)
     if name == "fig1_moments":
         assert "dashed: the run's proven bound" in labels
         assert [ax.get_title() for ax in fig.axes] == ["mean $|x|$", "entry-wise variance", "data-wise variance"]
@@ -172,3 +184,33 @@ def test_figures_from_damaged_tables_stop_with_one_line_naming_the_file(tmp_path
     res = subprocess.run([sys.executable, "-m", "lnstab", "figures", str(tmp_path / "config.yaml")],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+
+
+def test_a_variant_looks_the_same_in_every_figure(monkeypatch):
+    """Every figure drawn from the committed tables: a variant's lines carry one colour and one
+    marker wherever it appears (the style comes from the study's variants, not from the ones a
+    figure happens to draw), and the figures drawn from the study show at least two variants."""
+    import matplotlib.colors as mcolors
+
+    from lnstab.figures import FIGURES, use_style
+    from lnstab.io import read_table
+    from lnstab.tables import data_file
+
+    monkeypatch.chdir(ROOT)
+    use_style(None)
+    seen: dict[str, tuple[str, str, str]] = {}
+    for name, (fn, inputs) in FIGURES.items():
+        fig = fn(**{t: read_table(ROOT / "results" / "tables" / data_file(t)) for t in inputs})
+        drawn = set()
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                label = line.get_label()
+                if label.startswith("_") or line.get_marker() in (None, "None", ""):
+                    continue
+                variant = label.split(" (")[0]
+                style = (mcolors.to_hex(line.get_color()), str(line.get_marker()))
+                drawn.add(variant)
+                first = seen.setdefault(variant, (*style, name))
+                assert style == first[:2], f"{variant}: {style} in {name}, {first[:2]} in {first[2]}"
+        pyplot().close(fig)
+    assert sum(v.startswith(("pre ", "peri ", "post ")) for v in seen) >= 4, seen

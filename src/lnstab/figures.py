@@ -4,7 +4,8 @@ One drawing function, ``panel_grid``, serves every figure of the kind "a quantit
 axis, one line per variant, facets"; ``plot_losses`` adds the corpus baselines and smoothing.
 A *variant* is a placement with what the grid varies within it (``pre wd=0``, ``peri dt=0.1``).
 Each placement has one colour-blind-safe hue (Okabe-Ito); variants of one placement differ by
-shade and marker. Means over seeds are drawn with a band from the smallest to the largest seed.
+shade and marker, fixed for the whole study (a variant looks the same in every figure). Means over
+seeds (geometric on log axes) are drawn with a band from the smallest to the largest seed.
 Runs that did not learn are dotted, instability demonstrations dash-dotted, both named in the legend.
 
 FIGURES maps each figure's name to its function and the tables it reads: the workflow's rules
@@ -76,21 +77,54 @@ def default_parametrisation(df: pd.DataFrame) -> pd.DataFrame:
 
 def add_variant(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Label rows with their variant, and with their run's ``kind``: learned, not learned,
-    instability demo (diverged runs count as not learned). Only runs at the default last maps."""
+    instability demo (diverged runs count as not learned). Only runs at the default last maps.
+    A variant names what the grid varies within its placement, and the learning rate wherever
+    placements train at different ones. Its colour and marker (columns ``color``, ``marker``)
+    come from every variant of the study, so a variant looks the same in every figure."""
     runs, df = default_parametrisation(runs), default_parametrisation(df)
-    varied = {p: [k for k in ("weight_decay", "dt", "lr") if g[k].nunique() > 1]
-              for p, g in runs[runs["role"] == "study"].groupby("placement")}
+    study = runs[runs["role"] == "study"]
+    lr_differs = study["lr"].nunique() > 1
+    varied = {p: [k for k in ("weight_decay", "dt", "lr") if g[k].nunique() > 1 or (k == "lr" and lr_differs)]
+              for p, g in study.groupby("placement")}
     short = {"weight_decay": "wd", "dt": "dt", "lr": "lr"}
-    df = df.merge(runs[RUN_KEYS + ["role", "learned"]], on=RUN_KEYS, how="inner")
 
     def label(r):
         keys = varied.get(r.placement, []) if r.role == "study" else ["lr"]
         return " ".join([r.placement] + [f"{short[k]}={getattr(r, k):g}" for k in keys])
 
+    styles = variant_styles({label(r) for r in runs.itertuples(index=False)})
+    df = df.merge(runs[RUN_KEYS + ["role", "learned"]], on=RUN_KEYS, how="inner")
     df["variant"] = [label(r) for r in df.itertuples(index=False)]
+    df["color"] = [styles[v][0] for v in df["variant"]]
+    df["marker"] = [styles[v][1] for v in df["variant"]]
     df["kind"] = np.where(df["role"] != "study", "instability demo",
                           np.where(df["learned"].astype(bool), "learned", "not learned"))
     return df
+
+
+REAL_MARKERS = ("P", "X", "*", "h", "p")  # inspected checkpoints: markers no study variant uses
+
+
+def with_model_styles(df: pd.DataFrame, inspected: pd.DataFrame) -> pd.DataFrame:
+    """Rows of inspected models (column ``name``) with their variant, colour and marker: the
+    placement's hue and a marker of their own, fixed by every model the inspected table holds,
+    so a model looks the same in every figure."""
+    models = inspected.drop_duplicates("name").sort_values(["placement", "name"])
+    style = {}
+    for _, g in models.groupby("placement", sort=False):
+        for i, r in enumerate(g.itertuples(index=False)):
+            style[r.name] = (PLACEMENT_COLORS.get(r.placement, "#000000"), REAL_MARKERS[i % len(REAL_MARKERS)])
+    return df.assign(variant=df["placement"] + " " + df["name"], color=[style[n][0] for n in df["name"]],
+                     marker=[style[n][1] for n in df["name"]])
+
+
+def styles_of(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """variant -> (colour, marker): the study-wide ones add_variant set, else by the variants drawn."""
+    out = variant_styles(df["variant"])  # rows without a study-wide style: a real model, a screened block
+    if "color" in df:
+        first = df.dropna(subset=["color"]).drop_duplicates("variant")
+        out.update(zip(first["variant"], zip(first["color"], first["marker"])))
+    return out
 
 
 def variant_styles(variants) -> dict[str, tuple[str, str]]:
@@ -119,8 +153,8 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
                xlabel: str, bound: str | None = None, logy=True, sharey="row", title: str = "",
                markers_only=False, hlines: dict | None = None, panel_w=3.0, panel_h=2.3, col_order=None,
                logx=False, bound_label="dashed: the run's proven bound", integer_x=True):
-    """Facets row x col of ``value`` against ``x``, one line per variant (mean over seeds, band
-    from the smallest to the largest seed); ``bound`` (a column) dashed in the variant's colour,
+    """Facets row x col of ``value`` against ``x``, one line per variant (mean over seeds, geometric
+    on a log axis, band from the smallest to the largest seed); ``bound`` (a column) dashed in the variant's colour,
     and the variant's legend entry shows both lines; ``hlines`` {label: y} grey reference lines
     in every panel."""
     plt = pyplot()
@@ -128,7 +162,7 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
 
     rows = list(row_labels) if row else [None]
     cols = col_order or sorted(df[col].unique(), reverse=True)
-    styles = variant_styles(df["variant"])
+    styles = styles_of(df)
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(panel_w * len(cols) + 0.6, panel_h * len(rows) + 0.9),
                              squeeze=False, sharex=True, sharey=sharey, layout="constrained")
     bounds_of = {}  # legend label -> its dashed bound line
@@ -138,7 +172,10 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
             sub = df[(df[col] == c) & ((df[row] == r) if row else True)]
             for (variant, kind), g in sub.groupby(["variant", "kind"], sort=True):
                 color, marker = styles[variant]
-                stats = g.groupby(x)["value"].agg(["mean", "std", "min", "max"]).sort_index()
+                stats = g.groupby(x)["value"].agg(["mean", "min", "max"]).sort_index()
+                if logy:  # on a log axis the mean over seeds is geometric: the line sits inside its band
+                    positive = g[g["value"] > 0]
+                    stats["mean"] = np.exp(np.log(positive["value"]).groupby(positive[x]).mean()).reindex(stats.index)
                 label = variant if kind == "learned" else f"{variant} ({kind})"
                 ls = "none" if markers_only else LINESTYLES[kind]
                 ax.plot(stats.index, stats["mean"], linestyle=ls, marker=marker, markersize=3.5,
@@ -240,7 +277,7 @@ def figure_real_models(inspected_stream: pd.DataFrame, inspected: pd.DataFrame, 
                             & inspected_stream["quantity"].isin(qs)]
     real = real.merge(inspected[["name", "sublayer", "quantity", "bound"]], on=["name", "sublayer", "quantity"],
                       how="left")
-    real = real.assign(variant=real["placement"] + " " + real["name"], kind="learned", seed=0)
+    real = with_model_styles(real, inspected).assign(kind="learned", seed=0)
     prof, L = study_profiles(probes, bounds, runs, qs)
     prof = prof[(prof["dt"] == prof["dt"].max()) & (prof["kind"] == "learned")]
     prof = prof.assign(variant=prof["variant"] + f" (study, L={L})",
@@ -294,7 +331,7 @@ def plot_losses(metrics: pd.DataFrame, baselines: pd.DataFrame, unit: str, smoot
     against step, facets depth x dt, shared y, with the corpus's unigram and bigram baselines."""
     plt = pyplot()
     depths, dts = sorted(metrics["n_layer"].unique()), sorted(metrics["dt"].unique(), reverse=True)
-    styles = variant_styles(metrics["variant"])
+    styles = styles_of(metrics)
     fig, axes = plt.subplots(len(depths), len(dts), figsize=(3.2 * len(dts) + 0.6, 2.3 * len(depths) + 0.9),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
     base = {f"unigram baseline {baselines['unigram_nats'].iloc[0]:.2f}": baselines["unigram_nats"].iloc[0],
@@ -407,7 +444,7 @@ def figure_inspect(inspected: pd.DataFrame):
     the layer index, each with its proven bound where the family has one (dashed), and the
     largest dimension's max |x| over the median dimension's (massive activations). Models of
     different depths share the axis as the fraction k / K of the depth."""
-    df = inspected.assign(variant=inspected["placement"] + " " + inspected["name"], kind="learned")
+    df = with_model_styles(inspected, inspected).assign(kind="learned")
     one_depth = df["n_layer"].nunique() == 1
     qs = ["mean_abs", "var_entry", "var_data", "dim_max_over_median"]
     labels = {**MOMENT_LABELS, "dim_max_over_median": "max $|x|$ of the top dimension\n/ that of the median one"}
