@@ -214,3 +214,23 @@ def test_a_variant_looks_the_same_in_every_figure(monkeypatch):
                 assert style == first[:2], f"{variant}: {style} in {name}, {first[:2]} in {first[2]}"
         pyplot().close(fig)
     assert sum(v.startswith(("pre ", "peri ", "post ")) for v in seen) >= 4, seen
+
+
+def test_every_figure_is_readable_at_a_papers_text_width(monkeypatch, tmp_path):
+    """Each figure, drawn from the committed tables and saved as the workflow saves it, shown at
+    6.75 in (PAPER_WIDTH), keeps every text at 7 pt or more."""
+    from matplotlib.text import Text
+    from PIL import Image
+
+    from lnstab.figures import FIGURES, PAPER_WIDTH, use_style
+    from lnstab.io import read_table
+    from lnstab.tables import data_file
+
+    monkeypatch.chdir(ROOT)
+    use_style(None)
+    for name, (fn, inputs) in FIGURES.items():
+        fig = fn(**{t: read_table(ROOT / "results" / "tables" / data_file(t)) for t in inputs})
+        smallest = min(t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip())
+        png = save(fig, tmp_path / name)[0]
+        width = Image.open(png).size[0] / 150  # savefig.dpi of the style
+        assert smallest * PAPER_WIDTH / width >= 7, (name, width, smallest)

@@ -53,6 +53,16 @@ def use_style(path: str | Path | None) -> None:
     _style[0] = path
 
 
+# a paper's text width (two-column venues' full width) and the widest figure drawn: at 8 pt, the
+# style's smallest font, a figure of MAX_WIDTH shown at PAPER_WIDTH keeps 7 pt or more
+PAPER_WIDTH, MAX_WIDTH = 6.75, 7.4
+
+
+def paper_width(panel_w: float, ncols: int) -> float:
+    """The figure width for ``ncols`` panels of ``panel_w`` inches, narrowed to MAX_WIDTH."""
+    return min(panel_w * ncols + 0.6, MAX_WIDTH)
+
+
 def save(fig, stem: str | Path) -> list[Path]:
     """PNG and PDF with no timestamps or software versions in them (byte-stable)."""
     stem = Path(stem)
@@ -163,7 +173,7 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
     rows = list(row_labels) if row else [None]
     cols = col_order or sorted(df[col].unique(), reverse=True)
     styles = styles_of(df)
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(panel_w * len(cols) + 0.6, panel_h * len(rows) + 0.9),
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(paper_width(panel_w, len(cols)), panel_h * len(rows) + 0.9),
                              squeeze=False, sharex=True, sharey=sharey, layout="constrained")
     bounds_of = {}  # legend label -> its dashed bound line
     for i, r in enumerate(rows):
@@ -226,7 +236,11 @@ def finish(fig, axes, title: str, extra: dict[str, object], paired: dict | None 
     if not labels:  # e.g. the smoke study, where nothing learns
         fig.text(0.5, 0.5, "nothing to draw: no run of this figure learned (table runs)", ha="center")
         labels, handles = ["no run drawn"], {"no run drawn": plt.Line2D([], [], color="none")}
-    ncol = min(4 if max(map(len, labels)) < 40 else 2, len(labels))  # long labels: fewer columns
+    # as many columns as fit the figure's width (DejaVu at the legend's size: about 0.6 em a character)
+    size = pyplot().rcParams["legend.fontsize"]
+    size = size if isinstance(size, (int, float)) else 8.0
+    entry = max(map(len, labels)) * 0.6 * size / 72 + (3.2 if paired else 2.0) * size / 72 + 0.35
+    ncol = max(1, min(len(labels), int(fig.get_figwidth() // entry)))
     fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center", ncol=ncol, frameon=False,
                handler_map={tuple: HandlerTuple(ndivide=None, pad=0.3)}, handlelength=3.2 if paired else 2.0)
     fig.suptitle(title)
@@ -332,7 +346,7 @@ def plot_losses(metrics: pd.DataFrame, baselines: pd.DataFrame, unit: str, smoot
     plt = pyplot()
     depths, dts = sorted(metrics["n_layer"].unique()), sorted(metrics["dt"].unique(), reverse=True)
     styles = styles_of(metrics)
-    fig, axes = plt.subplots(len(depths), len(dts), figsize=(3.2 * len(dts) + 0.6, 2.3 * len(depths) + 0.9),
+    fig, axes = plt.subplots(len(depths), len(dts), figsize=(paper_width(3.2, len(dts)), 2.3 * len(depths) + 0.9),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
     base = {f"unigram baseline {baselines['unigram_nats'].iloc[0]:.2f}": baselines["unigram_nats"].iloc[0],
             f"bigram baseline {baselines['bigram_nats'].iloc[0]:.2f}": baselines["bigram_nats"].iloc[0]}
@@ -376,13 +390,13 @@ def figure_tightness(bounds: pd.DataFrame, runs: pd.DataFrame):
     slope = at_last_step(bounds[(bounds["n_layer"] == L) & (bounds["quantity"] == "branch_norm_max")])
     slope = slope.assign(value=slope["bound"], quantity="slope")[RUN_KEYS + ["sublayer", "quantity", "value"]]
     df = add_variant(pd.concat([inc, slope], ignore_index=True), runs)
-    labels = {"mean_abs": r"mean $|x|$", "mean_norm": r"mean $\|x\|$", "var_entry": "entry-wise var.",
-              "var_data": "data-wise var.", "slope": "slope $C_j$"}
+    labels = {"mean_abs": "increment ratio\n" r"of mean $|x|$", "mean_norm": "increment ratio\n" r"of mean $\|x\|$",
+              "var_entry": "increment ratio\nof entry-wise var.", "var_data": "increment ratio\nof data-wise var.",
+              "slope": "slope $C_j$ (bound on\n" r"max$_t\,\|branch_t\|$)"}
+    # what the ratios mean and why Post-LN has no rows: the caption (workflow/report/fig5_tightness.rst)
     return panel_grid(df[df["value"] > 0], "sublayer", "quantity", "dt", labels, lambda dt: f"dt = {dt:g}",
                       "layer index $k$", panel_h=1.9, panel_w=3.4,
-                      title=f"Bound tightness, {L} blocks, final step\nrows 1-4: increment ratio (1 = the bound's "
-                            "whole increment used); row 5: slope $C_j$, the bound on max$_t\\,\\|branch_t\\|$\n"
-                            "Post-LN has no rows: its forward bounds restate LN's normalisation (not checks)")
+                      title=f"Bound tightness, {L} blocks, final step (1 = the bound's whole increment used)")
 
 
 def figure_scale(scale: pd.DataFrame, runs: pd.DataFrame):
