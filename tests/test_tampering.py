@@ -487,3 +487,25 @@ def test_checkpoints_of_earlier_versions_still_load(tmp_path):
     set_numpy_rng_state(ck["numpy_rng"])
     assert np.random.rand() == (np.random.seed(7), np.random.rand())[1]
     assert ck["rows"][0]["ratio"] == 0.5
+
+
+def test_what_needs_a_lineage_record(tmp_path, monkeypatch):
+    """A job's study file needs a record of the job that made it, unless it is the committed file
+    (a clone's tables, vouched for by the commit); another study's tables nested in the results
+    folder (results/extended, which the summary cites) are that study's, not this one's."""
+    from lnstab.lineage import of_study, unrecorded
+
+    results = tmp_path / "results"
+    (results / "tables").mkdir(parents=True)
+    (results / "extended" / "tables").mkdir(parents=True)
+    assert of_study(results / "tables" / "runs.csv", results)
+    assert of_study(results / "runs" / "pre-L4" / "summary.json", results)
+    assert not of_study(results / "extended" / "tables" / "claims.csv", results)
+    assert not of_study(tmp_path / "elsewhere.csv", results)
+    (results / "tables" / "runs.csv").write_text("a,b\n1,2\n")
+    assert len(unrecorded([results / "tables" / "runs.csv"], {}, results)) == 1  # outside any checkout
+    monkeypatch.chdir(ROOT)
+    committed = "results/tables/baselines.csv"
+    if subprocess.run(["git", "diff", "--quiet", "HEAD", "--", committed], cwd=ROOT).returncode:
+        pytest.skip(f"{committed} differs from HEAD in this checkout")
+    assert unrecorded([committed], {}, "results") == []

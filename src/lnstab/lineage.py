@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from .io import write_json
@@ -104,14 +105,54 @@ def under(path: str | Path, folder: str | Path) -> bool:
     return os.path.commonpath([a, b]) == b
 
 
+def of_study(path: str | Path, results: str | Path) -> bool:
+    """Whether ``path`` is a file of the study whose results folder is ``results``: under it, and
+    not under another study's results folder nested in it (one holding its own tables/, as
+    results/extended does inside results: the summary cites those, and their jobs are that
+    study's)."""
+    if not under(path, results):
+        return False
+    top = Path(os.path.abspath(results))
+    for folder in Path(os.path.abspath(path)).parents:
+        if folder == top:
+            return True
+        if (folder / "tables").is_dir():
+            return False
+    return True
+
+
+def as_committed(paths: list[str]) -> set[str]:
+    """The paths whose content is exactly their committed version (git's blob of HEAD's index):
+    a clone's committed tables and figures, vouched for by the commit rather than by a record.
+    None outside a git checkout."""
+    if not paths:
+        return set()
+    try:
+        staged = subprocess.run(["git", "ls-files", "-s", "--", *paths], capture_output=True, text=True,
+                                check=True, timeout=60).stdout.splitlines()
+        blobs = {os.path.normpath(line.split("\t", 1)[1]): line.split()[1] for line in staged}
+        tracked = [p for p in paths if os.path.normpath(p) in blobs]
+        if not tracked:
+            return set()
+        now = subprocess.run(["git", "hash-object", "--", *tracked], capture_output=True, text=True,
+                             check=True, timeout=60).stdout.split()
+        dirty = set(subprocess.run(["git", "diff", "--name-only", "HEAD", "--", *tracked], capture_output=True,
+                                   text=True, check=True, timeout=60).stdout.split())
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return set()
+    return {p for p, h in zip(tracked, now) if blobs[os.path.normpath(p)] == h and os.path.normpath(p) not in dirty}
+
+
 def unrecorded(paths, records: dict[str, dict], results: str | Path) -> list[str]:
-    """A message for every path under the study's results folder that no job's record names as
-    its output: made by hand, or its record is gone (a removed lineage folder certifies nothing)."""
+    """A message for every file of the study (``of_study``) that no job's record names as its
+    output and that is not its committed version: made or edited by hand, or its record is gone
+    (a removed lineage folder certifies nothing)."""
     made = producers(records)
-    return [f"{p}: no lineage record of the job that made it ({Path(results) / RECORDS} holds none for it: "
-            "removed, or the file was put there by hand); rerun the workflow with --forcerun on the rule that "
-            "makes it, or delete it"
-            for p in map(os.path.normpath, map(str, paths)) if under(p, results) and p not in made]
+    candidates = [p for p in map(os.path.normpath, map(str, paths)) if of_study(p, results) and p not in made]
+    committed = as_committed(candidates)
+    return [f"{p}: no lineage record of the job that made it ({Path(results) / RECORDS} holds none for it), and "
+            "it is not the committed file: rerun the workflow with --forcerun on the rule that makes it, or "
+            "restore it (git checkout)" for p in candidates if p not in committed]
 
 
 @contextlib.contextmanager
