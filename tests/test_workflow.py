@@ -55,6 +55,19 @@ def test_one_corpus_file_given_as_a_string_builds_its_dag(tmp_path):
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
 
 
+def test_a_study_of_another_grid_builds_without_the_default_round_trip(tmp_path):
+    """A user's own --configfile inherits config/config.yaml's inspect.roundtrip, which picks no
+    run of a grid without its 16-block Pre-LN run: a note says there is no round trip, and the DAG
+    builds (it used to stop until the study added inspect: {roundtrip: null})."""
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "figures": str(tmp_path / "figures"),
+                                     "sweeps": [{"placement": ["peri"], "n_layer": [2], "dt": [1.0]}]}))
+    res = snakemake("-n", "--configfile", str(study))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "picks no run of this study's grid" in res.stdout + res.stderr
+    assert "inspect_export" not in res.stdout
+
+
 def test_default_config_builds_its_dag():
     res = snakemake("all", "-n", "--quiet")
     assert res.returncode == 0, res.stderr

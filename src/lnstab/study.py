@@ -305,7 +305,8 @@ SUMMARY_TABLES = ("baselines", "runs", "losses", "claims", "demonstrations", "so
 
 def roundtrip_run(values: dict | None, runs: dict[str, dict], base: dict) -> str | None:
     """The run id that ``inspect.roundtrip`` picks: exactly one run of the grid, a GPT-2 in
-    lnstab's terms (Pre-LN, LayerNorm with biases, dt 1, dt not folded); None without a round trip."""
+    lnstab's terms (Pre-LN, LayerNorm with biases, dt 1, dt not folded); None without a round trip,
+    or, with a note, where the values pick no run of this grid."""
     from .grid import GRID_KEYS, ID_DEFAULTS, run_config
 
     if not values:
@@ -315,6 +316,10 @@ def roundtrip_run(values: dict | None, runs: dict[str, dict], base: dict) -> str
         raise ConfigError(f"inspect.roundtrip: {', '.join(unknown)} not grid keys ({', '.join(GRID_KEYS)})")
     values = {**ID_DEFAULTS, **values}  # the default last maps unless the values say otherwise
     match = [r for r, p in runs.items() if all({**ID_DEFAULTS, **p}.get(k) == v for k, v in values.items())]
+    if not match:  # e.g. the default study's values inherited by a study of another grid: a note, not a stop
+        print(f"inspect.roundtrip: {values} picks no run of this study's grid, so it has no round trip through "
+              "transformers' GPT-2 (give values that pick one Pre-LN run at dt 1 to have it)", file=sys.stderr)
+        return None
     if len(match) != 1:
         raise ConfigError(f"inspect.roundtrip: {values} picks {len(match)} runs of the grid"
                           + (f" ({', '.join(match[:4])}...)" if match else "") + "; give values that pick one, "

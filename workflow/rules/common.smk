@@ -74,6 +74,9 @@ try:
     # inspected checkpoints: output folder name -> model (folder or cached name); the run exported
     INSPECTED = inspection_names(config["inspect"]["models"])
     ROUNDTRIP = roundtrip_run(config["inspect"]["roundtrip"], RUNS, BASE)
+    # none asked for, or none of this grid's runs matched (a note said so)
+    if ROUNDTRIP is None:
+        config["inspect"]["roundtrip"] = None
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}") from None
 
