@@ -509,3 +509,17 @@ def test_what_needs_a_lineage_record(tmp_path, monkeypatch):
     if subprocess.run(["git", "diff", "--quiet", "HEAD", "--", committed], cwd=ROOT).returncode:
         pytest.skip(f"{committed} differs from HEAD in this checkout")
     assert unrecorded([committed], {}, "results") == []
+
+
+@pytest.mark.parametrize("errno_name", ["ENOSPC", "EACCES"])
+def test_a_full_disk_in_a_workflow_job_is_one_line_in_its_log(tmp_path, errno_name):
+    """A job script (collect, claims, ...) whose write fails on a full disk or a refused folder:
+    its log holds one line naming the file and the cause, and the job exits 1."""
+    log = tmp_path / "logs" / "collect.log"
+    code = ("import errno, sys\nfrom lnstab.study import redirect_output\n"
+            f"redirect_output({str(log)!r})\n"
+            f"raise OSError(errno.{errno_name}, __import__('os').strerror(errno.{errno_name}), 'results/tables/runs.csv')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = log.read_text().strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1 and "Traceback" not in log.read_text(), log.read_text()
+    assert lines[0].startswith("lnstab: results/tables/runs.csv: ") and "run the same command" in lines[0]

@@ -2,6 +2,7 @@
 and each can be run by hand on the files of a finished (or half-finished) study."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -25,11 +26,26 @@ from .figures import make_figure
 from .tables import COLLECTED, data_file, write_table
 
 
+# what a full disk, a quota or a read-only or foreign folder raises: the job's log says it in one line
+ONE_LINE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _one_line_os_error(kind, value, tb) -> None:
+    if isinstance(value, OSError) and value.errno in ONE_LINE_ERRNOS:
+        where = f"{value.filename}: " if value.filename else ""
+        print(f"lnstab: {where}{value.strerror}; every output is written atomically, so nothing half-written "
+              "is left: free space (or fix the permission) and run the same command", file=sys.stderr, flush=True)
+    else:
+        sys.__excepthook__(kind, value, tb)
+
+
 def redirect_output(log_path: str | Path) -> None:
-    """Send this process's stdout and stderr to a log file (Snakemake's ``log:``)."""
+    """Send this process's stdout and stderr to a log file (Snakemake's ``log:``); a full disk or
+    a refused write ends the job with one line there instead of a traceback."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     stream = open(log_path, "w", buffering=1)
     sys.stdout = sys.stderr = stream
+    sys.excepthook = _one_line_os_error
 
 
 def over(cfg: dict, defaults: dict) -> dict:
