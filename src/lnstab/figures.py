@@ -271,9 +271,24 @@ def figure_moments(probes: pd.DataFrame, bounds: pd.DataFrame, runs: pd.DataFram
     # the paper's selection: Pre-LN and Post-LN at the plain step dt = 1, Peri-LN at every dt
     dmax = prof["dt"].max()
     prof = prof[((prof["placement"] == "peri") | (prof["dt"] == dmax)) & (prof["kind"] != "not learned")]
-    return panel_grid(prof, "sublayer", None, "quantity", {None: AT_POINT}, MOMENT_LABELS.get,
+    prof, rows = demonstrations_apart(prof, {None: AT_POINT})
+    return panel_grid(prof, "sublayer", "row", "quantity", rows, MOMENT_LABELS.get,
                       "layer index $k$ (sub-layers)", bound="bound", sharey=False, col_order=qs, panel_w=3.4,
                       title=f"Hidden-state moments of trained {L}-block models (final step)")
+
+
+def demonstrations_apart(df: pd.DataFrame, labels: dict) -> tuple[pd.DataFrame, dict]:
+    """Rows of the instability demonstrations in facets of their own (column ``row``), so that a
+    collapse over 15 decades does not set the scale of the comparisons the claims are about:
+    (df, row labels), each label of ``labels`` (keyed by df's ``row``, None where it has none)
+    once for the study's runs and once, where there are any, for the demonstrations."""
+    base = df["row"] if "row" in df else pd.Series([None] * len(df), index=df.index, dtype=object)
+    demo = df["kind"] == "instability demo"
+    df = df.assign(row=[f"{r}{' (demo)' if d else ''}" for r, d in zip(base, demo)])
+    rows = {f"{r}": text for r, text in labels.items()}
+    if demo.any():
+        rows.update({f"{r} (demo)": f"instability demo:\n{text}" for r, text in labels.items()})
+    return df, rows
 
 
 REAL_PLACEMENTS = ("pre", "peri", "post")
@@ -332,12 +347,12 @@ def figure_backward(probes: pd.DataFrame, runs: pd.DataFrame):
                      row="adjoint_ratio")
     blocks = last[(last["point"] == "block") & (last["quantity"] == "grad_norm")]
     blocks = blocks.assign(row="block_grad_norm", sublayer=2 * blocks["layer"] + 2)
-    df = add_variant(pd.concat([adj, blocks], ignore_index=True), runs)
-    return panel_grid(df, "sublayer", "row", "dt",
-                      {"adjoint_ratio": r"$\|p^{(k)}\| / \|p^{(K)}\|$", "block_grad_norm": "block gradient norm"},
-                      lambda dt: f"dt = {dt:g}", "layer index $k$",
-                      title=f"Backward stability, {L} blocks, final step\n(a block's gradient drawn at its last "
-                            "sub-layer; lines that overlap have equal values: table probes)")
+    df, rows = demonstrations_apart(add_variant(pd.concat([adj, blocks], ignore_index=True), runs),
+                                    {"adjoint_ratio": r"$\|p^{(k)}\| / \|p^{(K)}\|$",
+                                     "block_grad_norm": "block gradient norm"})
+    # a block's gradient is drawn at its last sub-layer (the caption says so)
+    return panel_grid(df, "sublayer", "row", "dt", rows, lambda dt: f"dt = {dt:g}", "layer index $k$",
+                      title=f"Backward stability, {L} blocks, final step")
 
 
 def plot_losses(metrics: pd.DataFrame, baselines: pd.DataFrame, unit: str, smooth: int = 25):
@@ -445,12 +460,12 @@ def figure_wasserstein(wasserstein: pd.DataFrame, runs: pd.DataFrame):
     L = _deepest_learned(runs)
     df = wasserstein[(wasserstein["n_layer"] == L) & wasserstein["noise_scale"].notna()]
     df = df.drop(columns=["role", "learned"]).rename(columns={"rms_gain": "rms_bound", "ratio": "value"})
-    return panel_grid(add_variant(df, runs), "noise_scale", None, "dt", {None: "$W_2$ ratio, output / input"},
+    df, rows = demonstrations_apart(add_variant(df, runs), {None: "$W_2$ ratio, output / input"})
+    return panel_grid(df, "noise_scale", "row", "dt", rows,
                       lambda dt: f"dt = {dt:g}", "noise std / rms of the embeddings", logx=True, bound="rms_bound",
                       bound_label=r"dashed: the flow Jacobian's random-direction gain $\|J\|_F / \sqrt{T d}$ "
                                   "(measured, not a bound)", panel_h=2.8, panel_w=3.6,
-                      title=f"Wasserstein sensitivity of the flow, {L} blocks, trained weights\n"
-                            r"(worst-direction gain $\|J\|_2$: table wasserstein)")
+                      title=f"Wasserstein sensitivity of the flow, {L} blocks, trained weights")
 
 
 def figure_inspect(inspected: pd.DataFrame):
