@@ -356,8 +356,9 @@ def figure_backward(probes: pd.DataFrame, runs: pd.DataFrame):
 
 
 def plot_losses(metrics: pd.DataFrame, baselines: pd.DataFrame, unit: str, smooth: int = 25):
-    """Validation loss (markers) and training loss (line, moving average over ``smooth`` steps)
-    against step, facets depth x dt, shared y, with the corpus's unigram and bigram baselines."""
+    """Validation loss (markers, mean over seeds, band: the seeds' range) and training loss (line,
+    moving average over ``smooth`` steps) against step, facets depth x dt, shared y, with the
+    corpus's unigram and bigram baselines."""
     plt = pyplot()
     depths, dts = sorted(metrics["n_layer"].unique()), sorted(metrics["dt"].unique(), reverse=True)
     styles = styles_of(metrics)
@@ -375,9 +376,11 @@ def plot_losses(metrics: pd.DataFrame, baselines: pd.DataFrame, unit: str, smoot
                 tr = tr.where(np.isfinite(tr)).rolling(smooth, min_periods=1).mean()
                 label = variant if kind == "learned" else f"{variant} ({kind})"
                 ax.plot(tr.index, tr.values, color=color, linewidth=0.9, alpha=0.6, linestyle=LINESTYLES[kind])
-                va = g.dropna(subset=["val_loss"]).groupby("step")["val_loss"].mean()
-                ax.plot(va.index, va.values, marker=marker, color=color, markersize=3.5, linestyle=LINESTYLES[kind],
+                va = g.dropna(subset=["val_loss"]).groupby("step")["val_loss"].agg(["mean", "min", "max"])
+                ax.plot(va.index, va["mean"], marker=marker, color=color, markersize=3.5, linestyle=LINESTYLES[kind],
                         linewidth=1.0, label=label)
+                if (va["max"] > va["min"]).any():  # the seeds' range of the validation loss
+                    ax.fill_between(va.index, va["min"], va["max"], color=color, alpha=0.15, linewidth=0)
             for name, y in base.items():
                 ax.axhline(y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
             ax.set_title(f"L = {depth}, dt = {dt:g}")
