@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .io import _atomic, read_table
-from .stats import HIDDEN_POINTS, RUN_KEYS, at_last_step, increment_ratios
+from .stats import HIDDEN_POINTS, RUN_KEYS, at_last_step, depth_exponent, increment_ratios
 
 STYLE = Path(__file__).with_name("style.mplstyle")  # the default; config key figure_style names another
 _style = [STYLE]  # the style pyplot() applies (use_style)
@@ -162,7 +162,7 @@ LINESTYLES = {"learned": "-", "not learned": ":", "instability demo": "-."}
 def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: dict, col_title,
                xlabel: str, bound: str | None = None, logy=True, sharey="row", title: str = "",
                markers_only=False, hlines: dict | None = None, panel_w=3.0, panel_h=2.3, col_order=None,
-               logx=False, bound_label="dashed: the run's proven bound", integer_x=True):
+               logx=False, bound_label="dashed: the run's proven bound", integer_x=True, xticks=None):
     """Facets row x col of ``value`` against ``x``, one line per variant (mean over seeds, geometric
     on a log axis, band from the smallest to the largest seed); ``bound`` (a column) dashed in the variant's colour,
     and the variant's legend entry shows both lines; ``hlines`` {label: y} grey reference lines
@@ -203,6 +203,12 @@ def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: 
                 ax.set_yscale("log")
             if logx:
                 ax.set_xscale("log")
+                if xticks is not None:  # the values drawn, labelled as numbers (a log axis labels decades only)
+                    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+                    ax.xaxis.set_major_locator(FixedLocator(list(xticks)))
+                    ax.xaxis.set_major_formatter(ScalarFormatter())
+                    ax.xaxis.set_minor_locator(NullLocator())
             elif integer_x:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layer indices and steps
             ax.set_title(col_title(c) if i == 0 else "")
@@ -330,9 +336,22 @@ def figure_depth(runs: pd.DataFrame):
     number of blocks (points: mean over seeds; bars: min to max)."""
     rows = runs.melt(id_vars=RUN_KEYS, value_vars=["scale_final", "shape_ratio"], var_name="quantity")
     df = add_variant(rows, runs)
+    # the claims' power law (stats.depth_exponent) through the geometric means over seeds, dashed,
+    # with its exponent in the variant's label
+    df["fit"] = np.nan
+    scale = df[(df["quantity"] == "scale_final") & (df["value"] > 0) & (df["kind"] == "learned")]
+    for variant, g in scale.groupby("variant"):
+        means = np.exp(np.log(g["value"]).groupby(g["n_layer"]).mean())
+        if len(means) >= 2:
+            a = depth_exponent(means.index, means.to_numpy())
+            c = float(np.exp(np.mean(np.log(means.to_numpy()) - a * np.log(means.index.to_numpy(float)))))
+            df.loc[g.index, "fit"] = c * g["n_layer"].to_numpy(float) ** a
+            df.loc[df["variant"] == variant, "variant"] = f"{variant} (a = {a:.2f})"
+    depths = sorted(df["n_layer"].unique())
     return panel_grid(df, "n_layer", "quantity", "dt",
                       {"scale_final": r"final top mean $|x|$", "shape_ratio": r"$x^{(K)} / x^{(K/2)}$"},
-                      lambda dt: f"dt = {dt:g}", "depth (blocks)", markers_only=True,
+                      lambda dt: f"dt = {dt:g}", "depth $L$ (blocks, log scale)", markers_only=True, logx=True,
+                      xticks=depths, bound="fit", bound_label="dashed: least-squares power law $L^a$ (the claims' fit)",
                       title="Depth: top-of-stream scale and shape of the profile (final step)")
 
 
