@@ -258,23 +258,64 @@ def default_shape_section(results: Path) -> list[str]:
 
 
 def breakdown_section(results: Path) -> list[str]:
-    """Where the default study's time goes, from benchmarks/breakdown.json (benchmarks/breakdown.py)."""
+    """Where the default study's time goes, before and after a change measured in one sitting, from
+    benchmarks/breakdown.json (benchmarks/breakdown.py)."""
     if not results.exists():
         return ["Not measured: no `benchmarks/breakdown.json` (run the workflow, then `python benchmarks/breakdown.py`)."]
+    kept = json.loads(results.read_text())
+    sides = [k for k in ("before", "after") if k in kept]
+    lines = []
+    for side in sides:
+        r = kept[side]
+        lines.append(f"- {side}: commit {r.get('commit') or 'not recorded'}, Snakemake log `{r['log']}` "
+                     f"({r['note'] or 'timed alone'}): makespan {r['makespan'] / 60:.1f} min, "
+                     f"{sum(v['jobs'] for v in r['rules'].values())} jobs, {r['training']['runs']} training runs.")
+    if len(sides) == 2:
+        b, a = kept["before"]["makespan"], kept["after"]["makespan"]
+        lines.append(f"- after / before: {a / b:.2f} of the time, {a / b * kept['before']['training']['runs'] / kept['after']['training']['runs']:.2f} "
+                     "of the time per training run.")
+    lines += ["", "The jobs' wall seconds per rule (two jobs run at once on 2 cores, so they add up to about twice "
+              "the makespan; a training group's job counts under `train`):", "",
+              "| rule | " + " | ".join(f"jobs ({s}) | job seconds ({s}) | share ({s})" for s in sides) + " |",
+              "| --- |" + " --- | --- | --- |" * len(sides)]
+    totals = {s: sum(v["seconds"] for v in kept[s]["rules"].values()) for s in sides}
+    names = sorted({n for s in sides for n in kept[s]["rules"]},
+                   key=lambda n: -max(kept[s]["rules"].get(n, {"seconds": 0})["seconds"] for s in sides))
+    for name in names:
+        cells = []
+        for s in sides:
+            v = kept[s]["rules"].get(name)
+            cells.append(f"{v['jobs']} | {v['seconds']:.0f} | {100 * v['seconds'] / totals[s]:.1f}%" if v else "- | - | -")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for s in sides:
+        r = kept[s]
+        t, jobs = r["training"], sum(v["jobs"] for v in r["rules"].values())
+        lines.append(f"{s.capitalize()}: inside the {t['runs']} training runs (their own timers, summary.json; a "
+                     f"group's step shared equally among its runs): training steps {t['train_s']:.0f} s, evaluation "
+                     f"{t['eval_s']:.0f} s, probes with bound rows and Jacobian estimates {t['probe_s']:.0f} s "
+                     f"({100 * t['probe_s'] / max(t['train_s'], 1e-9):.1f}% of the steps' time). Start-up of one job "
+                     f"(a fresh Python importing torch and lnstab): {r['start_up_s']:.1f} s, "
+                     f"{r['start_up_s'] * jobs:.0f} s over the {jobs} jobs.")
+    return lines
+
+
+def groups_section(results: Path) -> list[str]:
+    """Training groups against separate runs, from benchmarks/groups.json (benchmarks/groups.py)."""
+    if not results.exists():
+        return ["Not measured: no `benchmarks/groups.json` (run `python benchmarks/groups.py`)."]
     r = json.loads(results.read_text())
-    total = sum(v["seconds"] for v in r["rules"].values())
-    lines = [f"From the Snakemake log of one run of the default study (`{r['log']}`; {r['note'] or 'timed alone'}): "
-             f"the jobs' wall seconds per rule (two jobs run at once on 2 cores, so they add up to about twice the "
-             f"makespan of {r['makespan'] / 60:.1f} min).", "",
-             "| rule | jobs | job seconds | share |", "| --- | --- | --- | --- |"]
-    for rule, v in sorted(r["rules"].items(), key=lambda kv: -kv[1]["seconds"]):
-        lines.append(f"| {rule} | {v['jobs']} | {v['seconds']:.0f} | {100 * v['seconds'] / total:.1f}% |")
-    t, jobs = r["training"], sum(v["jobs"] for v in r["rules"].values())
-    lines += ["", f"Inside the {t['runs']} training runs (their own timers, summary.json): training steps "
-              f"{t['train_s']:.0f} s, evaluation {t['eval_s']:.0f} s, probes with bound rows and Jacobian estimates "
-              f"{t['probe_s']:.0f} s ({100 * t['probe_s'] / max(t['train_s'], 1e-9):.1f}% of the steps' time). "
-              f"Start-up of one job (a fresh Python importing torch and lnstab): {r['start_up_s']:.1f} s, "
-              f"{r['start_up_s'] * jobs:.0f} s over the {jobs} jobs."]
+    sizes = list(r["rows"][0]["ratios"])
+    lines = [f"Measured by `python benchmarks/groups.py` (torch {r['torch']}, {r['cpu']}, {r['machine']}): width 32, "
+             f"4 heads, context 32, batch 16, 1 thread; one step of a training group of N runs (stacked forward and "
+             f"backward, per-run clipping, the stacked AdamW) divided by N, over one run's step alone (lnstab.train: "
+             f"forward, backward, clip_grad_norm_, foreach AdamW), interleaved in one process, {r['repeats']} repeats; "
+             "median [min, max]. Below 1: a run-step costs less in a group.", "",
+             "| blocks | placement | ms per step alone | " + " | ".join(f"N = {n}" for n in sizes) + " |",
+             "| --- | --- | --- |" + " --- |" * len(sizes)]
+    for row in r["rows"]:
+        cells = [f"{statistics.median(v):.2f} [{min(v):.2f}, {max(v):.2f}]" for v in row["ratios"].values()]
+        lines.append(f"| {row['n_layer']} | {row['placement']} | {row['ms_single']:.1f} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -362,13 +403,14 @@ def write_doc(path: Path, cpu: dict):
               "`scripts/slurm-up.sh` keeps its configuration private and `scripts/slurm-down.sh` removes it, so the",
               "numbers above were taken either with that controller up or with no slurm.conf."]
     lines += ["", "## The default study's shape", ""] + default_shape_section(ROOT / "benchmarks" / "default_shape.json")
+    lines += ["", "## Training groups", ""] + groups_section(ROOT / "benchmarks" / "groups.json")
     lines += ["", "## Where the default study's time goes", ""] + breakdown_section(ROOT / "benchmarks" / "breakdown.json")
     lines += ["", "## Inspecting a checkpoint", ""] + inspect_section(ROOT / "benchmarks" / "inspect_results.json")
     lines += ["", "## GPU", ""] + gpu_section(ROOT / "benchmarks" / "gpu_results.json")
     path.write_text("\n".join(lines) + "\n")
 
 
-SECTIONS = ("throughput", "memory", "workflow", "default_shape", "inspect")
+SECTIONS = ("throughput", "memory", "workflow", "default_shape", "groups", "inspect")
 CPU_RESULTS = ROOT / "benchmarks" / "cpu_results.json"
 
 
@@ -394,6 +436,8 @@ def main():
         CPU_RESULTS.write_text(json.dumps(cpu, indent=2) + "\n")
     if "default_shape" in only:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "default_shape.py")], check=True)
+    if "groups" in only:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "groups.py")], check=True)
     if "inspect" in only:  # gpt2's and gpt2-xl's shapes: benchmarks/inspect_results.json
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inspect_bench.py")], check=True)
     write_doc(Path(args.out), cpu)

@@ -1,11 +1,12 @@
 """Where a study's time goes: per rule, the jobs' wall seconds from the Snakemake log of a run of
 the workflow, the training runs' own split (steps, evaluation, probes; from their summary.json),
 and the start-up a job pays before its work (Python, torch and lnstab imports, measured here).
-Writes benchmarks/breakdown.json, which `make bench` (benchmarks/bench.py) renders into
-docs/benchmarks.md.
+Writes one entry of benchmarks/breakdown.json ("before" and "after" a change, measured in one
+sitting), which `make bench` (benchmarks/bench.py) renders into docs/benchmarks.md. A training
+group's job (rule train_<group>) counts under "train".
 
     python benchmarks/breakdown.py                      # the latest log in .snakemake/log, results/
-    python benchmarks/breakdown.py --log FILE --results DIR
+    python benchmarks/breakdown.py --log FILE --results DIR --label before --note "..."
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
-STARTED = re.compile(r"^(?:local)?rule (\w+):$")
+STARTED = re.compile(r"^(?:local)?rule ([\w.-]+):$")
 JOBID = re.compile(r"^\s+jobid: (\d+)$")
-FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
+FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: ([\w.-]+)\)$")
 
 
 def job_seconds(log: Path) -> dict[str, dict]:
@@ -41,6 +42,7 @@ def job_seconds(log: Path) -> dict[str, dict]:
             pending_rule = None
         elif (m := FINISHED.match(line)) and m.group(1) in started:
             rule, t0 = started.pop(m.group(1))
+            rule = "train" if rule.startswith("train_") else rule  # one job per training group
             r = rules.setdefault(rule, {"jobs": 0, "seconds": 0.0})
             r["jobs"] += 1
             r["seconds"] += (now - t0).total_seconds()
@@ -83,12 +85,18 @@ def main():
     ap.add_argument("--log", type=Path, help="a Snakemake log of the study (default: the latest)")
     ap.add_argument("--results", type=Path, default=ROOT / "results")
     ap.add_argument("--note", default="", help="how the run was timed (e.g. other work on the machine)")
+    ap.add_argument("--label", default="after", choices=("before", "after"),
+                    help="which side of a change this run of the study is")
+    ap.add_argument("--commit", default="", help="the commit the study ran at")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "breakdown.json")
     args = ap.parse_args()
     log = args.log or latest_log()
-    result = {"log": log.name, "note": args.note, **job_seconds(log), "training": training_split(args.results),
-              "start_up_s": start_up_seconds()}
-    args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    result = {"log": log.name, "note": args.note, "commit": args.commit, **job_seconds(log),
+              "training": training_split(args.results), "start_up_s": start_up_seconds()}
+    kept = json.loads(args.out.read_text()) if args.out.exists() else {}
+    kept = kept if "after" in kept or "before" in kept else {}  # an older single-entry file is replaced
+    kept[args.label] = result
+    args.out.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))
 
 

@@ -1,6 +1,7 @@
 """The Snakemake workflow: config checks at parse time, lint, environments, and the smoke study
 end to end (every declared output, a diverged run that does not stop the DAG, claims verdicts,
 byte-stable tables and figures, the HTML report)."""
+import json
 import re
 from pathlib import Path
 
@@ -128,11 +129,15 @@ def test_training_resources_come_from_the_study_config(tmp_path, profile):
     assert res.returncode == 0, res.stderr[-3000:]
     rule, jobs = None, []
     for line in res.stdout.splitlines():
-        if re.match(r"^(local)?rule \w+:", line):
+        if re.match(r"^(local)?rule [\w.-]+:", line):
             rule = line.split()[-1].rstrip(":")
-        elif "resources:" in line and rule == "train":
-            jobs.append(line)
-    assert jobs and all("mem_mb=1234" in j and "runtime=17" in j for j in jobs), jobs[:2]
+        elif "output:" in line and rule.startswith("train_"):
+            runs = len({Path(f.strip()).parent for f in line.split("output:")[1].split(",")})
+        elif "resources:" in line and rule.startswith("train_"):
+            jobs.append((line, runs))
+    # a training group's job: the study's memory, and its runtime per run times its runs
+    assert jobs and all("mem_mb=1234" in j and f"runtime={17 * n}," in j + "," for j, n in jobs), jobs[:2]
+    assert any(n > 1 for _, n in jobs)
 
 
 @pytest.mark.slow
@@ -207,8 +212,10 @@ def test_smoke_workflow_end_to_end(smoke_local):
     baselines = pd.read_csv(results / "tables" / "baselines.csv")
     assert baselines["bigram_nats"].item() < baselines["unigram_nats"].item()
     assert "bigram" in (results / "summary.md").read_text()
-    # a job's log exists for every rule
-    assert len(list((results / "logs" / "train").glob("*.log"))) == len(runs)
+    # a job's log exists for every rule: one per training group, which each run's provenance names
+    groups = {json.loads((run / "provenance.json").read_text())["segments"][-1]["group"]["name"]
+              for run in (results / "runs").iterdir()}
+    assert {p.stem for p in (results / "logs" / "train").glob("*.log")} == groups and len(groups) < len(runs)
 
     # tables and figures regenerate byte-identically from the runs (no retraining)
     manifest = results / "manifest.sha256"

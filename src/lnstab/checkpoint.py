@@ -24,11 +24,28 @@ from .runfolder import (RunError, RunState, StaleCheckpoint, _diff_keys, numpy_r
                         read_checkpoint, run_tables, same_code, segment, set_numpy_rng_state)
 
 
+def own_storage(obj, copies: dict | None = None):
+    """``obj`` with every tensor that is a view into a larger one (a run of a training group: its
+    slice of the stacked weights, lnstab.groups) copied out, so that torch.save writes this run's
+    numbers only; tensors shared within ``obj`` (tied weights) stay shared."""
+    copies = {} if copies is None else copies
+    if isinstance(obj, dict):
+        return {k: own_storage(v, copies) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [own_storage(v, copies) for v in obj]
+    if torch.is_tensor(obj) and obj.untyped_storage().nbytes() > obj.numel() * obj.element_size():
+        key = (obj.data_ptr(), obj.shape)
+        if key not in copies:
+            copies[key] = obj.clone()
+        return copies[key]
+    return obj
+
+
 def capture(run) -> dict:
     """Everything a resumed run needs, as one dict (torch.save writes it)."""
     return {
         "config": run.cfg.to_dict(), "data_fingerprint": run.corpus.fingerprint, **asdict(run.state),
-        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "model": own_storage(run.model.state_dict()), "optimizer": own_storage(run.optimizer.state_dict()),
         "train_gen": run.train_gen.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "numpy_rng": numpy_rng_state(), "python_rng": random.getstate(),

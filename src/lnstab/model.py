@@ -12,9 +12,14 @@ Everything the paper varies lives in one class, ``Residual`` (docs/theory.md, se
 
 F is a block's attention or MLP; N is LayerNorm or RMSNorm (``model.norm``). Blocks, init and
 the head follow nanoGPT's model.py.
+
+Runs trained together (lnstab.groups) are this same model with a leading run axis on every
+parameter and input (``GPT.stack``): each layer below reads either form, and each run's own model
+is a view of the stacked weights, so probes, bounds and checkpoints see one run at a time.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -33,6 +38,36 @@ NORM_ON_SUM = ("post", "deepnorm")
 FINAL_NORM = ("pre", "peri", "output", "mix")
 
 
+def per_run(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A stacked per-run vector (R, C) shaped to broadcast over x (R, ..., C)."""
+    return v.view(v.shape[0], *([1] * (x.ndim - 2)), v.shape[-1])
+
+
+def linear(x, weight, bias):
+    """x W^T + b. Stacked weights (R, out, in) act on x (R, ..., in), each run with its own: one
+    batched product over the runs (equal to each run's own product: tests/test_groups.py)."""
+    if weight.ndim == 2:
+        return F.linear(x, weight, bias)
+    flat, wt = x.reshape(weight.shape[0], -1, x.shape[-1]), weight.transpose(1, 2)
+    y = torch.bmm(flat, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), flat, wt)
+    return y.view(*x.shape[:-1], weight.shape[1])
+
+
+class Linear(nn.Linear):
+    def forward(self, x):
+        return linear(x, self.weight, self.bias)
+
+
+class Embedding(nn.Embedding):
+    def forward(self, idx):
+        if self.weight.ndim == 2:
+            return F.embedding(idx, self.weight)
+        # stacked tables (R, V, C): run r's tokens index rows r*V.. of one table
+        R, V, C = self.weight.shape
+        offsets = torch.arange(R, device=idx.device).view(R, *([1] * (idx.ndim - 1))) * V
+        return F.embedding(idx + offsets, self.weight.reshape(R * V, C))
+
+
 class LayerNorm(nn.Module):
     """LayerNorm over the last dimension with an optional bias (biased variance, eps inside the sqrt)."""
 
@@ -43,7 +78,11 @@ class LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+        if self.weight.ndim == 1:
+            return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+        # per-run gains: the affine part as one fused multiply-add, the kernel's own arithmetic
+        y, w = F.layer_norm(x, self.weight.shape[-1:], None, None, self.eps), per_run(self.weight, x)
+        return y * w if self.bias is None else torch.addcmul(per_run(self.bias, x), y, w)
 
 
 class RMSNorm(nn.Module):
@@ -56,7 +95,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        if self.weight.ndim == 1:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        return F.rms_norm(x, self.weight.shape[-1:], None, self.eps) * per_run(self.weight, x)
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:
@@ -80,21 +121,21 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_head = cfg.n_head
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.qkv = Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
+        self.proj = Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.fused = cfg.fused_attention
 
     def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        *lead, T, C = x.shape  # lead: (B,) or, stacked, (R, B): every run's sequences in one call
+        q, k, v = self.qkv(x).split(C, dim=-1)
+        q, k, v = (t.reshape(-1, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if self.fused:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:  # the explicit equation; slower, kept for checking the fused kernel
             att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
             mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
             y = att.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v
-        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return self.proj(y.transpose(1, 2).reshape(*lead, T, C))
 
 
 class MLP(nn.Module):
@@ -102,8 +143,8 @@ class MLP(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.d_model, 4 * cfg.d_model, bias=cfg.bias)
-        self.proj = nn.Linear(4 * cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.fc = Linear(cfg.d_model, 4 * cfg.d_model, bias=cfg.bias)
+        self.proj = Linear(4 * cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.gelu = "none" if cfg.gelu == "exact" else "tanh"  # F.gelu's name of the approximation
 
     def forward(self, x):
@@ -121,7 +162,8 @@ class Residual(nn.Module):
         super().__init__()
         placement = placement or cfg.placement
         assert placement in PLACEMENTS and placement != "mix", placement
-        # with fold_dt the step is 1 and dt lives in the last map's init and optimizer (GPT, train)
+        # with fold_dt the step is 1 and dt lives in the last map's init and optimizer (GPT, train);
+        # in a stacked model (GPT.stack) dt is a per-run tensor (R, 1, 1, 1)
         self.f, self.placement, self.dt = f, placement, 1.0 if cfg.fold_dt else cfg.dt
         # the weight of the stream in the sum: 1, or DeepNet's alpha
         self.alpha = deepnorm_alpha(cfg.n_layer) if placement == "deepnorm" else 1.0
@@ -141,7 +183,9 @@ class Residual(nn.Module):
 
     def forward(self, x):
         stream = x if self.alpha == 1.0 else self.alpha * x
-        x = torch.add(stream, self.branch(x), alpha=self.dt)  # x + dt * branch(x), one fused op
+        # x + dt * branch(x), one fused op (the same multiply-add for a per-run dt: addcmul)
+        x = (torch.addcmul(stream, self.branch(x), self.dt) if torch.is_tensor(self.dt)
+             else torch.add(stream, self.branch(x), alpha=self.dt))
         return self.ln_out(x) if self.placement in NORM_ON_SUM else x
 
 
@@ -170,11 +214,12 @@ class GPT(nn.Module):
         super().__init__()
         assert cfg.vocab_size is not None, "model.vocab_size must be set (from the tokenizer)"
         self.cfg = cfg
-        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
+        self.runs: int | None = None  # R of a stacked model (GPT.stack); None: one run
+        self.wte = Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = Embedding(cfg.block_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg, p, residual) for p in block_placements(cfg))
         self.ln_f = make_norm(cfg) if cfg.placement in FINAL_NORM else None
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying
         # recompute each sub-layer's activations in the backward pass instead of keeping them
         # (train.activation_checkpointing; set by the trainer, not part of the model's equations)
@@ -223,11 +268,33 @@ class GPT(nn.Module):
         """The K = 2L residual sub-layers in order: attn_0, mlp_0, attn_1, ..."""
         return [r for b in self.blocks for r in (b.attn, b.mlp)]
 
+    @classmethod
+    def stack(cls, models: list["GPT"]) -> "GPT":
+        """One model holding ``models`` (one shape, any dt, init and weights) along a leading run
+        axis: input (R, B, T), logits (R, B, T, V), one loss per run. Each model's parameters become
+        views of its run's slice, so each stays that run's own model (probes, bounds, checkpoints)
+        while the stacked one trains."""
+        stacked = copy.deepcopy(models[0])
+        stacked.runs = len(models)
+        for name, _ in models[0].named_parameters():  # tied weights once: wte = lm_head
+            owner, _, attr = name.rpartition(".")
+            p = nn.Parameter(torch.stack([m.get_parameter(name).detach() for m in models]))
+            setattr(stacked.get_submodule(owner), attr, p)
+            for r, m in enumerate(models):
+                m.get_parameter(name).data = p.data[r]
+        stacked.lm_head.weight = stacked.wte.weight
+        for i, sub in enumerate(stacked.sublayers()):
+            sub.dt = torch.tensor([float(m.sublayers()[i].dt) for m in models]).view(-1, 1, 1, 1)
+        return stacked
+
     def embed(self, idx):
-        T = idx.size(1)
+        T = idx.size(-1)
         if T > self.cfg.block_size:
             raise ValueError(f"sequence length {T} exceeds model.block_size={self.cfg.block_size}")
-        return self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+        pos = torch.arange(T, device=idx.device)
+        if self.runs is None:
+            return self.wte(idx) + self.wpe(pos)
+        return self.wte(idx) + self.wpe(pos.expand(self.runs, T)).unsqueeze(1)
 
     def head(self, x):
         return self.lm_head(self.ln_f(x) if self.ln_f is not None else x)
@@ -245,7 +312,11 @@ class GPT(nn.Module):
             if hidden is not None:
                 hidden.append(x)
         logits = self.head(x)
-        return logits, (None if targets is None else lm_loss(logits, targets))
+        if targets is None:
+            return logits, None
+        if self.runs is None:
+            return logits, lm_loss(logits, targets)
+        return logits, torch.stack([lm_loss(logits[r], targets[r]) for r in range(self.runs)])
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()

@@ -187,7 +187,8 @@ def run_summary(state: RunState, cfg: RunConfig, model, device: torch.device, re
         "resumed_from_step": resumed_from,
         # which steps ran on how many processes with which code (provenance.json has the rest)
         "segments": [{k: seg.get(k) for k in ("from_step", "to_step", "world_size", "lnstab_version", "code_sha256",
-                                             "git_commit")} for seg in st.segments],
+                                             "git_commit") + (("group",) if "group" in seg else ())}
+                     for seg in st.segments],
     }
     if grid is not None:
         summary["grid"] = grid

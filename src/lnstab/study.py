@@ -162,15 +162,56 @@ def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: st
     from .train import train
 
     meta = json.loads(Path(meta_path).read_text())
-    data = {"data": {"source": "bin", "dir": meta["dir"]}}  # values as data, never re-parsed strings
-    if meta["vocab_size"] is not None:
-        data["model"] = {"vocab_size": meta["vocab_size"]}
-    cfg = run_config(params, base, data)
+    cfg = run_config(params, base, _corpus_settings(meta))
     known = {"fingerprint": meta["fingerprint"], "max_token": meta["max_token"]}
     summary = train(cfg, folder, restart_stale=True, corpus_meta=known, grid=params, watch=watch)
     if summary["status"] not in ("completed", "diverged"):
         raise RuntimeError(f"run {folder} ended with status {summary['status']}")
     return summary
+
+
+def study_groups(config: dict, runs: dict[str, dict], processes: int = 1) -> dict[str, list[str]]:
+    """The study's training jobs: group name -> its runs (lnstab.groups.plan_groups, at most
+    groups.max_runs each); one run per job where a job has several processes."""
+    from .groups import plan_groups
+
+    base = config.get("base", {})
+    max_runs = (config.get("groups") or {}).get("max_runs", 8) if processes == 1 else 1
+    return plan_groups({name: run_config(params, base) for name, params in runs.items()}, max_runs)
+
+
+def train_grid_points(name: str, grids: list[dict], base: dict, meta_path: str | Path, folders: list,
+                      processes: int = 1, watch=(), wasserstein: bool = False) -> list[dict]:
+    """Train a study's training group: its grid points as one stacked model (lnstab.groups), each
+    resuming from its own checkpoint (a checkpoint of another config or other data is moved aside
+    and that run trained again); a single grid point on ``processes`` > 1 ranks trains alone. With
+    ``wasserstein``, then each run's Wasserstein sensitivity (``run_wasserstein``) in this process."""
+    if processes > 1:
+        summaries = [train_grid_point(g, base, meta_path, f, processes, watch) for g, f in zip(grids, folders)]
+    else:
+        from .groups import train_group
+
+        meta = json.loads(Path(meta_path).read_text())
+        known = {"fingerprint": meta["fingerprint"], "max_token": meta["max_token"]}
+        cfgs = [run_config(g, base, _corpus_settings(meta)) for g in grids]
+        print(f"training group {name}: {len(grids)} run(s)", flush=True)
+        summaries = train_group(cfgs, folders, name, restart_stale=True, corpus_meta=known, grids=grids,
+                                watch=watch)
+    for folder, summary in zip(folders, summaries):
+        if summary["status"] not in ("completed", "diverged"):
+            raise RuntimeError(f"run {folder} ended with status {summary['status']}")
+    if wasserstein:
+        for folder in folders:
+            run_wasserstein(folder, meta_path, Path(folder) / "wasserstein.csv")
+    return summaries
+
+
+def _corpus_settings(meta: dict) -> dict:
+    """The prepared corpus as run config values (values as data, never re-parsed strings)."""
+    data = {"data": {"source": "bin", "dir": meta["dir"]}}
+    if meta["vocab_size"] is not None:
+        data["model"] = {"vocab_size": meta["vocab_size"]}
+    return data
 
 
 def _fd(stream):

@@ -171,6 +171,7 @@ class Run:
         self.probe_batch = probe_batch(cfg, self.corpus)
         self.state = RunState()
         self.resumed_from: int | None = None
+        self.progress_bar = Progress(cfg.train.steps, cfg.train.log_interval, self.out.name, self.verbose)
 
     # -- one training step -------------------------------------------------------------------
     def micro_batches(self):
@@ -216,12 +217,16 @@ class Run:
 
     def advance(self) -> dict | None:
         """Train one step and record its metrics row; None if the run diverged."""
-        st, t = self.state, self.cfg.train
         t0 = time.perf_counter()
         loss, gnorm = self.train_step()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        step_s = time.perf_counter() - t0
+        return self.record_step(loss, gnorm, time.perf_counter() - t0)
+
+    def record_step(self, loss: float, gnorm: float, step_s: float) -> dict | None:
+        """The metrics row of the step just trained (alone, or this run's share of its group's
+        step: lnstab.groups); None if the run diverged there."""
+        st, t = self.state, self.cfg.train
         st.train_time += step_s
         st.step += 1
         row = {"step": st.step, "train_loss": loss, "val_loss": float("nan"),
@@ -271,16 +276,20 @@ class Run:
                                 "the same command resumes")
             self.watchers.start(self.cfg.to_dict(), st.step)
             self.loop()
-            if st.segments:
-                st.segments[-1]["to_step"] = st.step
-            st.summary = self.summary()  # in the final checkpoint: summary.json is checked against it
-            checkpoint.save(self)
-            return checkpoint.finish(self)
+            return self.conclude()
+
+    def conclude(self) -> dict:
+        """The final checkpoint and summary.json of a run that completed or diverged."""
+        st = self.state
+        if st.segments:
+            st.segments[-1]["to_step"] = st.step
+        st.summary = self.summary()  # in the final checkpoint: summary.json is checked against it
+        checkpoint.save(self)
+        return checkpoint.finish(self)
 
     def loop(self) -> None:
         st, t = self.state, self.cfg.train
         probes_at = set(probe_steps(self.cfg)) if self.cfg.probe.enabled else set()
-        bar = Progress(t.steps, t.log_interval, self.out.name, self.verbose)
         while st.status == "running":
             due = st.step in probes_at and st.step not in st.probed
             # rank 0 probes; every rank learns whether the hidden states were finite
@@ -295,7 +304,7 @@ class Run:
             row = self.advance()
             if row is None:
                 return
-            self.after_step(row, bar)
+            self.after_step(row, self.progress_bar)
 
     def summary(self) -> dict:
         return run_summary(self.state, self.cfg, self.model, self.device, self.resumed_from, self.grid,

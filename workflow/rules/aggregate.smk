@@ -52,23 +52,6 @@ rule claims:
         "../scripts/claims_table.py"
 
 
-rule wasserstein_run:
-    input:
-        summary=f"{RUN_DIR}/summary.json",
-        meta=rules.corpus.output.meta,
-    output:
-        f"{RUN_DIR}/wasserstein.csv",
-    log:
-        f"{LOGS}/wasserstein/{{run}}.log",
-    conda:
-        CONDA_ENV
-    threads: BASE.get("train", {}).get("threads", 1)
-    params:
-        folder=lambda wc, input: os.path.dirname(input.summary),
-    script:
-        "../scripts/wasserstein_table.py"
-
-
 rule wasserstein:
     input:
         per_run=expand(f"{RUN_DIR}/wasserstein.csv", run=RUNS),

@@ -31,6 +31,7 @@ from lnstab.study import (
     read_table,
     record_sources,
     roundtrip_run,
+    study_groups,
 )
 from lnstab.tables import (
     COLLECTED,
@@ -45,6 +46,7 @@ validate(config, "../schemas/config.schema.yaml")
 config.setdefault("resources", {}).setdefault("train", {})
 config.setdefault("screen", {})
 config.setdefault("wasserstein", {})
+config.setdefault("groups", {})
 config.setdefault("inspect", {})
 validate(config, "../schemas/config.schema.yaml")  # second pass fills nested defaults
 
@@ -71,6 +73,8 @@ try:
     RUNS = expand_grid(config["sweeps"], BASE)
     for _params in RUNS.values():  # every run's config is checked before anything runs
         check_batch_split(run_config(_params, BASE).train, TRAIN_RESOURCES["processes"])
+    # training jobs: groups of runs (lnstab.groups), or one run per job on several processes
+    GROUPS = study_groups(config, RUNS, TRAIN_RESOURCES["processes"])
     # inspected checkpoints: output folder name -> model (folder or cached name); the run exported
     INSPECTED = inspection_names(config["inspect"]["models"])
     ROUNDTRIP = roundtrip_run(config["inspect"]["roundtrip"], RUNS, BASE)
@@ -79,6 +83,13 @@ try:
         config["inspect"]["roundtrip"] = None
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}") from None
+
+
+def group_resources(runs):
+    """A training job's resources: resources.train, with the runtime of `runs` runs one after another
+    (a group trains them in less)."""
+    return {**TRAIN_RESOURCES, "runtime": TRAIN_RESOURCES["runtime"] * runs}
+
 
 RUN_DIR = f"{RESULTS}/runs/{{run}}"
 # the corpus by content: the sha256 of every source file, rewritten only when one changes, is the
@@ -114,11 +125,10 @@ TRAIN_OUTPUTS = [
     "bounds.csv",
 ]
 TRAIN_FILES = expand(f"{RUN_DIR}/{{name}}", run=RUNS, name=TRAIN_OUTPUTS)
-RUN_FILES = TRAIN_FILES + (
-    expand(f"{RUN_DIR}/wasserstein.csv", run=RUNS)
-    if config["wasserstein"]["enabled"]
-    else []
+RUN_OUTPUTS = TRAIN_OUTPUTS + (
+    ["wasserstein.csv"] if config["wasserstein"]["enabled"] else []
 )
+RUN_FILES = expand(f"{RUN_DIR}/{{name}}", run=RUNS, name=RUN_OUTPUTS)
 
 
 def claims_caption(figure):

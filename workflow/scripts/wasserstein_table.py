@@ -1,5 +1,5 @@
-"""Trained models -> Wasserstein sensitivity: one run (rule wasserstein_run), or every run's rows in
-one table (rule wasserstein). Standalone: python wasserstein_table.py config/config.yaml"""
+"""Every run's Wasserstein rows (written by its training job) in one table (rule wasserstein).
+Standalone, measuring every run first: python wasserstein_table.py config/config.yaml"""
 import sys
 
 from lnstab import lineage
@@ -8,10 +8,7 @@ from lnstab.study import load_study, redirect_output, run_wasserstein, wasserste
 if "snakemake" in globals():
     redirect_output(snakemake.log[0])
     with lineage.job(snakemake):  # inputs as their jobs wrote them; this job's record
-        if snakemake.rule == "wasserstein_run":
-            run_wasserstein(snakemake.params.folder, snakemake.input.meta, snakemake.output[0])
-        else:
-            wasserstein_table(snakemake.input.per_run, snakemake.input.runs, snakemake.params.stem)
+        wasserstein_table(snakemake.input.per_run, snakemake.input.runs, snakemake.params.stem)
 elif __name__ == "__main__":
     cfg, runs = load_study(sys.argv[1])
     results = cfg.get("results", "results")
