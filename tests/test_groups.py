@@ -144,6 +144,7 @@ def test_a_runs_results_do_not_depend_on_its_group(tmp_path):
     assert [s["status"] for s in summaries] == ["completed"] * 3 + ["diverged"]
     assert_same_results(tmp_path / "alone", tmp_path / "m0")
     assert_same_results(tmp_path / "diverges_alone", tmp_path / "m3")
+    # (its weights in the group's model stayed those of its final checkpoint)
     # the others trained to the end, each with its own learning rate and step
     assert all(s["steps"] == 30 for s in summaries[:3]) and summaries[3]["steps"] < 30
     lr = pd.read_csv(tmp_path / "m1" / "metrics.csv")["learning_rate"]
@@ -267,3 +268,16 @@ def test_a_group_stopped_at_random_moments_resumes_bit_identically(tmp_path):
         assert_same_results(whole / f"m{i}", stopped / f"m{i}")
         assert json.loads((stopped / f"m{i}" / "summary.json").read_text())["resumed_from_step"] > 0
         assert not list((stopped / f"m{i}").glob("*.tmp"))
+
+
+def test_a_run_that_ended_keeps_its_final_weights_while_the_others_train(tmp_path):
+    """The screen reads a diverged trial's model after its group has trained on: it holds the
+    weights of the run's final checkpoint, not the updates that followed."""
+    from lnstab.groups import TrainingGroup
+    from lnstab.train import Run
+
+    runs = [Run(tiny_config(*GROUP[i]), tmp_path / f"r{i}", verbose=False) for i in (0, 3)]
+    TrainingGroup(runs, "two", verbose=False).fit()
+    assert [r.state.status for r in runs] == ["completed", "diverged"]
+    final = torch.load(tmp_path / "r3" / "ckpt.pt", weights_only=False)["model"]
+    assert all(torch.equal(v, final[k]) for k, v in runs[1].model.state_dict().items())

@@ -28,6 +28,8 @@ def test_lint_is_clean():
     ({"sweeps": [{"dt": ["abc"]}]}, "sweeps[0].dt: expected numbers"),
     ({"screen": {"enabled": True, "base": {"model": {"n_layer": 2}}}}, "model.n_layer"),
     ({"screen": {"enabled": True, "base": {"train": {"lr": 0.1}}}}, "train.lr"),
+    ({"groups": {"max_runs": 0}}, "max_runs"),
+    ({"results": "r" * 300}, "results: the folder name rrrr"),
 ])
 def test_bad_config_fails_at_parse_time_naming_the_key(tmp_path, change, key):
     res = snakemake("-n", "--configfile", str(smoke_config(tmp_path, **change)))

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .config import ConfigError, RunConfig, check_batch_split
 from .grid import expand, run_config
+from .groups import group_size, plan_groups
 from .hardware import PEAK_TFLOPS
 from .model import FINAL_NORM, NORM_ON_BRANCH, NORM_ON_INPUT, NORM_ON_SUM, block_placements
 
@@ -173,7 +174,7 @@ def plan_study(study: dict, gpu: str = "H100", gpu_memory_gb: float = 80.0, mfu:
     processes, runtime = train_resources(study)
     if vocab_size is None and base.get("model", {}).get("vocab_size") is None:
         vocab_size = corpus_vocabulary(base.get("data", {}))
-    rows = []
+    rows, cfgs = [], {}
     for run, params in expand(study["sweeps"], base).items():
         extra = {"model": {"vocab_size": vocab_size}} if vocab_size is not None else None
         cfg = run_config(params, base, extra)
@@ -184,7 +185,33 @@ def plan_study(study: dict, gpu: str = "H100", gpu_memory_gb: float = 80.0, mfu:
         bf16, fp32 = PEAK_TFLOPS[gpu]
         peak = bf16 if cfg.train.precision == "bf16" else fp32
         rows.append(asdict(plan_job(run, cfg, processes, runtime, gpu_memory_gb, mfu, peak)))
-    return pd.DataFrame(rows)
+        cfgs[run] = cfg
+    groups = plan_groups(cfgs, group_size(study, processes))
+    return per_training_job(pd.DataFrame(rows), groups, runtime, gpu_memory_gb)
+
+
+SUMMED = ("params_m", "weights_gb", "grads_gb", "adam_gb", "ddp_gb", "act_gb", "act_other_gb", "transient_gb",
+          "peak_gb", "tokens_b", "gpu_hours", "wall_hours", "ckpt_gb")
+
+
+def per_training_job(runs: pd.DataFrame, groups: dict[str, list[str]], runtime: float,
+                     gpu_memory_gb: float) -> pd.DataFrame:
+    """The runs' rows as the workflow's training jobs: a training group (lnstab.groups) holds every
+    member's weights, states and activations at once and trains them one step at a time, so its
+    memory and time are the sums (an upper bound on its time: a group is faster per run), against
+    a runtime of resources.train.runtime per run."""
+    if all(len(m) == 1 for m in groups.values()):
+        return runs.assign(runtime_min=runtime)
+    by_run = runs.set_index("run")
+    jobs = []
+    for name, members in groups.items():
+        part = by_run.loc[members]
+        job = {"run": name, **part.iloc[0].to_dict(), **{c: part[c].sum() for c in SUMMED}}
+        job["runtime_min"] = runtime * len(members)
+        job["fits_memory"] = job["peak_gb"] <= FIT_FRACTION * gpu_memory_gb
+        job["fits_runtime"] = job["wall_hours"] * 60 <= job["runtime_min"]
+        jobs.append(job)
+    return pd.DataFrame(jobs)
 
 
 def train_resources(study: dict) -> tuple[int, float]:
@@ -201,9 +228,10 @@ def train_resources(study: dict) -> tuple[int, float]:
     return res.get("processes", max(1, res.get("gpu", 0))), res.get("runtime", 30)
 
 
-def warnings(plan: pd.DataFrame, gpu_memory_gb: float, runtime_min: float) -> list[str]:
+def warnings(plan: pd.DataFrame, gpu_memory_gb: float) -> list[str]:
     out = []
     for _, r in plan.iterrows():
+        runtime_min = r["runtime_min"]
         if not r["fits_memory"]:
             hint = ("" if r["act_other_gb"] >= r["act_gb"] else
                     f"; with train.activation_checkpointing the activations take {r['act_other_gb']:.1f} GB")
@@ -211,7 +239,7 @@ def warnings(plan: pd.DataFrame, gpu_memory_gb: float, runtime_min: float) -> li
                        f"{gpu_memory_gb:g} GB{hint}; or raise train.grad_accum / resources.train.processes")
         if not r["fits_runtime"]:
             out.append(f"{r['run']}: {r['wall_hours']:.1f} h on {r['processes']} GPU(s) exceeds "
-                       f"resources.train.runtime={runtime_min:g} min: it will need "
+                       f"its runtime of {runtime_min:g} min (resources.train.runtime per run): it will need "
                        f"{math.ceil(r['wall_hours'] * 60 / runtime_min)} jobs (each resumes from its checkpoint)")
     return out
 
@@ -223,7 +251,6 @@ def hours(h: float) -> str:
 
 def render(plan: pd.DataFrame, study: dict, gpu: str, gpu_memory_gb: float, mfu: float) -> str:
     """The plan as Markdown: the jobs, the totals, the warnings."""
-    runtime = train_resources(study)[1]
     cols = {"run": "job", "params_m": "params (M)", "processes": "GPUs", "micro_batch": "micro-batch",
             "weights_gb": "weights", "grads_gb": "grads", "adam_gb": "AdamW", "ddp_gb": "DDP",
             "act_gb": "activations", "act_other_gb": "activations (AC toggled)", "transient_gb": "loss+recompute",
@@ -240,6 +267,6 @@ def render(plan: pd.DataFrame, study: dict, gpu: str, gpu_memory_gb: float, mfu:
     if not (study.get("resources") or {}).get("train", {}).get("gpu"):
         lines.append(f"This study asks for no GPU (resources.train.gpu is 0): these are the needs of its "
                      f"jobs on {gpu}s, not of its CPU runs.")
-    warn = warnings(plan, gpu_memory_gb, runtime)
+    warn = warnings(plan, gpu_memory_gb)
     lines += [""] + [f"WARNING {w}" for w in warn] if warn else ["", "Every job fits its GPU and its runtime limit."]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from .baselines import cross_entropies
 from .claims import claims_table, demonstrations_table, reference_table, software_checks_table
@@ -66,6 +65,18 @@ def load_study(config_path: str | Path) -> tuple[dict, dict]:
     if default.exists() and default.resolve() != path.resolve():
         cfg = over(cfg, read_yaml(default.read_text(), str(default)))
     return cfg, expand(cfg["sweeps"], cfg.get("base", {}))
+
+
+def check_folder_names(config: dict) -> None:
+    """The study's output folders (results, figures) are names the file system can hold: a
+    ConfigError naming the key, before anything is read or written there."""
+    for key in ("results", "figures"):
+        value = str(config.get(key) or "")
+        limit = os.pathconf("." if not os.path.isabs(value) else "/", "PC_NAME_MAX")
+        for part in Path(value).parts:
+            if len(os.fsencode(part)) > limit:
+                raise ConfigError(f"{key}: the folder name {part[:20]}... ({len(os.fsencode(part))} bytes) is "
+                                  f"longer than this file system allows ({limit})")
 
 
 def record_sources(data: dict, path: str | Path) -> Path:
@@ -173,11 +184,11 @@ def train_grid_point(params: dict, base: dict, meta_path: str | Path, folder: st
 def study_groups(config: dict, runs: dict[str, dict], processes: int = 1) -> dict[str, list[str]]:
     """The study's training jobs: group name -> its runs (lnstab.groups.plan_groups, at most
     groups.max_runs each); one run per job where a job has several processes."""
-    from .groups import plan_groups
+    from .groups import group_size, plan_groups
 
     base = config.get("base", {})
-    max_runs = (config.get("groups") or {}).get("max_runs", 8) if processes == 1 else 1
-    return plan_groups({name: run_config(params, base) for name, params in runs.items()}, max_runs)
+    return plan_groups({name: run_config(params, base) for name, params in runs.items()},
+                       group_size(config, processes))
 
 
 def train_grid_points(name: str, grids: list[dict], base: dict, meta_path: str | Path, folders: list,

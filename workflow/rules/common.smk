@@ -27,6 +27,7 @@ from lnstab.pretrained.installed import (
 from lnstab.study import (
     CITED_STUDIES,
     SUMMARY_TABLES,
+    check_folder_names,
     left_out,
     read_table,
     record_sources,
@@ -67,6 +68,7 @@ try:
         workflow.configfiles
     ):  # Snakemake's YAML reader keeps the last of a repeated key
         read_yaml(open(_file, encoding="utf-8").read(), _file)
+    check_folder_names(config)
     # the screen's depths and keys, before any job runs
     if config["screen"].get("enabled", True):
         screen_depths(screen_config(config["screen"]["base"]).model.n_layer)

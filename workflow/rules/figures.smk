@@ -23,7 +23,8 @@ for _fig, (_, _tables) in FIGURES.items():
                 caption=f"../report/{_fig}.rst",
                 category="Figures",
                 labels={
-                    "figure": _fig.split("_", 1)[1],
+                    # "Figure 01 moments": the report sorts labels as text, so by number
+                    "figure": f"Figure {int(_fig[3:].split('_')[0]):02d} {_fig.split('_', 1)[1]}",
                     "drawn from": ", ".join(_tables),
                 },
             ),

@@ -18,7 +18,7 @@ trained run agrees with its single-run twin to the precision of float32 training
 
 # plan: torch-free (the workflow groups its runs while parsing); optimizer: the stacked AdamW and
 # per-run clipping; train: the group's loop and train_group, lnstab.train.train for many runs
-from .plan import PER_RUN_KEYS, group_key, plan_groups, shared_config, why_not_stackable  # noqa: F401
+from .plan import PER_RUN_KEYS, group_key, group_size, plan_groups, shared_config, why_not_stackable  # noqa: F401
 
 
 def __getattr__(name):  # the torch parts on first use

@@ -49,6 +49,12 @@ def why_not_stackable(cfg: RunConfig) -> str | None:
     return None
 
 
+def group_size(study: dict, processes: int = 1) -> int:
+    """The most runs per training job of a study: its groups.max_runs (schema default 8), or 1 where
+    a job trains one run on several processes (torch.distributed)."""
+    return (study.get("groups") or {}).get("max_runs", 8) if processes == 1 else 1
+
+
 def group_label(cfg: RunConfig) -> str:
     """A readable name for the runs of one key: placement and depth (and the norm where not LayerNorm)."""
     m = cfg.model

@@ -128,6 +128,12 @@ class TrainingGroup:
             else:
                 rows[id(m)] = row
         t1 = time.perf_counter()
+        # a run that has ended keeps its final weights: no gradient and a zero step (p * 1 + 0)
+        ended = [r for r, m in enumerate(self.members) if m.state.status != "running"]
+        if ended:
+            for p in self.optimizer.params:
+                p.grad[ended] = 0.0
+            lrs = [0.0 if r in ended else lr for r, lr in enumerate(lrs)]
         self.optimizer.step(lrs)
         share = (time.perf_counter() - t1) / max(1, len(rows))
         for m in self.active():

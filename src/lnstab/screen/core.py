@@ -191,21 +191,29 @@ def screen_one(name: str, cfg: RunConfig, folder: Path, residual: type | None = 
     """One architecture at each depth of ``screen_depths``: measured at initialisation, trained
     for cfg.train.steps at each of ``lrs`` into folder/L<depth>-lr<lr>, measured again. Returns
     (sub-layer rows of the deepest model: at init, and after training with column ``lr`` for
-    each learning rate; the numbers per state, depth and learning rate; the trials)."""
+    each learning rate; the numbers per state, depth and learning rate; the trials). A built-in
+    architecture's learning rates at one depth train together (lnstab.groups: each trial the same
+    bits as alone in a group); a block of the user's own trains one trial at a time."""
+    from ..groups import TrainingGroup
     from ..train import Run
 
     depths = screen_depths(cfg.model.n_layer)
     rows, numbers, trials = [], [], []
     for depth in depths:
-        for i, lr in enumerate(lrs):
-            c = _at_depth(cfg, depth, lr)
-            run = Run(c, folder / f"L{depth}-lr{lr:g}", verbose=False, residual=residual)
-            batch = tuple(t.to(run.device) for t in run.probe_batch)
-            if i == 0:  # the initialisation does not depend on the learning rate
-                r, init = measure(name, run.model, batch, "init", c, residual is None)
-                numbers.append({"state": "init", "n_layer": depth, **init})
-                rows += r if depth == depths[-1] else []
-            summary = run.fit()
+        runs = [Run(_at_depth(cfg, depth, lr), folder / f"L{depth}-lr{lr:g}", verbose=False, residual=residual)
+                for lr in lrs]
+        c = runs[0].cfg
+        batch = tuple(t.to(runs[0].device) for t in runs[0].probe_batch)
+        # before training: the initialisation does not depend on the learning rate
+        r, init = measure(name, runs[0].model, batch, "init", c, residual is None)
+        numbers.append({"state": "init", "n_layer": depth, **init})
+        rows += r if depth == depths[-1] else []
+        if residual is None:
+            summaries = TrainingGroup(runs, f"{name}-L{depth}", verbose=False).fit()
+        else:
+            summaries = [run.fit() for run in runs]
+        for lr, run, summary in zip(lrs, runs, summaries):
+            c = run.cfg
             r, trained = measure(name, run.model, batch, "trained", c, residual is None)
             loss = summary["final_val_loss"]
             ok = summary["status"] == "completed" and trained["finite"] and math.isfinite(loss)
