@@ -8,6 +8,11 @@ In one process, interleaved, repeated: (s) one run's step as lnstab.train trains
 `make bench` into docs/benchmarks.md.
 
     python benchmarks/groups.py [--repeats 5] [--steps 10] [--sizes 1 2 4 8 16]
+
+Where a stacked step's time goes (torch.profiler, 8 runs of 16 blocks, AMD EPYC, AVX512): CPU
+flash attention forward and backward 39%, batched matrix products 31%, GELU and its gradient 10%,
+LayerNorm 5%; copies, fills and the rest of the per-operation work about 15%. Stacking removes
+per-operation overhead, not that per-element work, which grows with the number of runs.
 """
 from __future__ import annotations
 
@@ -77,6 +82,17 @@ def group_stepper(cfg, n):
     return step
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what platform says."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown processor"
+
+
 def seconds_per_step(step, steps):
     step()  # warm-up
     t0 = time.perf_counter()
@@ -113,7 +129,7 @@ def main():
                          "ratios": {str(n): r for n, r in ratios.items()}})
             print(json.dumps(rows[-1]), flush=True)
     out = {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(),
-           "machine": f"{platform.machine()}, {platform.processor() or 'unknown processor'}",
+           "machine": f"{platform.machine()}, {cpu_name()}",
            "repeats": args.repeats, "steps": args.steps, "rows": rows}
     args.out.write_text(json.dumps(out, indent=2) + "\n")
 

@@ -1,5 +1,6 @@
 """Numbers quoted in docs/ that come from the committed tables or from the code: each equals
 what the table or the function gives, at the digits the page prints."""
+import json
 import re
 
 import pandas as pd
@@ -67,3 +68,22 @@ def test_dt_ablation_losses_in_theory_md_are_the_default_studys():
             name + r"-LN(?:'s final validation loss is|'s) ([\d.]+) at dt 0.1 against ([\d.]+) folded", text).groups())
         r = t[(t["placement"] == placement) & (t["dt"] == 0.1)].set_index("fold_dt")["val_loss_mean"]
         assert (step, folded) == (round(r[False], 3), round(r[True], 3)), placement
+
+
+def test_default_study_time_in_the_readme_is_the_measured_one():
+    """The README's headline time and its comparison are benchmarks/breakdown.json's (measured by
+    benchmarks/breakdown.py from the two studies' Snakemake logs), and the study measured is the
+    committed one."""
+    kept = json.loads((ROOT / "benchmarks" / "breakdown.json").read_text())
+    after, before = kept["after"], kept["before"]
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| Snakemake part of `make workflow`"))
+    ratio = after["makespan"] / before["makespan"]
+    per_run = ratio * before["training"]["runs"] / after["training"]["runs"]
+    for quoted in (f"{after['training']['runs']} runs", f"{after['makespan'] / 60:.1f} min from a fresh clone",
+                   f"took {before['makespan'] / 60:.1f} min", f"{ratio:.2f} of the time",
+                   f"{per_run:.2f} of the time per run"):
+        assert quoted in row, quoted
+    study_row = next(line for line in readme.splitlines() if line.startswith("| `config/config.yaml` (default"))
+    assert f"{after['makespan'] / 60:.1f} min on an AMD EPYC" in study_row
+    assert len(pd.read_csv(TABLES / "runs.csv")) == after["training"]["runs"]
