@@ -14,9 +14,10 @@ import torch
 from lnstab.config import PLACEMENTS
 from lnstab.groups import StackedAdamW, clip_per_run, group_key, plan_groups, train_group
 from lnstab.model import GPT
-from lnstab.train import PREEMPTED_EXIT, TIMING_COLUMNS, make_optimizer, train
+from lnstab.train import PREEMPTED_EXIT, make_optimizer, train
 
 from conftest import ROOT, tiny_config
+from test_train import _ckpt_step, assert_same_run
 
 # LayerNorm's gains and biases: the single run's fused kernel sums their gradient over tokens in
 # its own order, the stacked form (normalise, then one multiply-add per run) in another. Measured
@@ -113,17 +114,9 @@ def test_stacked_adamw_and_clipping_are_torchs_run_by_run():
                 assert all(torch.equal(sa[k], sg[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
 
 
-def model_view(folder):
-    m = pd.read_csv(folder / "metrics.csv")
-    return (m.drop(columns=list(TIMING_COLUMNS)), (folder / "probes.csv").read_bytes(),
-            (folder / "bounds.csv").read_bytes())
-
-
 def assert_same_results(a, b):
-    ma, pa, ba = model_view(a)
-    mb, pb, bb = model_view(b)
-    pd.testing.assert_frame_equal(ma, mb, check_exact=True)
-    assert pa == pb and ba == bb
+    """Every table and summary number of two runs equal (test_train), and their final weights."""
+    assert_same_run(a, b)
     wa = torch.load(a / "ckpt.pt", weights_only=False)["model"]
     wb = torch.load(b / "ckpt.pt", weights_only=False)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -234,13 +227,6 @@ def _group_process(out):
     return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
 
 
-def _ckpt_step(folder):
-    try:
-        return torch.load(folder / "ckpt.pt", weights_only=False)["step"]
-    except Exception:
-        return -1
-
-
 @pytest.mark.slow
 def test_a_group_stopped_at_random_moments_resumes_bit_identically(tmp_path):
     """SIGKILL twice at random moments and SIGTERM at a random step: every member's results equal
@@ -248,9 +234,11 @@ def test_a_group_stopped_at_random_moments_resumes_bit_identically(tmp_path):
     rng = random.Random()
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     assert _group_process(whole).wait() == 0
-    for _ in range(2):
-        proc = _group_process(stopped)
-        time.sleep(rng.uniform(2.0, 6.0))
+    for _ in range(2):  # each time a random number of steps past the last checkpoint, at a random instant
+        target = _ckpt_step(stopped / "m0") + rng.randint(8, 60)
+        proc, t0 = _group_process(stopped), time.time()
+        while _ckpt_step(stopped / "m0") < target and proc.poll() is None and time.time() - t0 < 300:
+            time.sleep(rng.uniform(0.001, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert not (stopped / "m0" / "summary.json").exists(), "the kills came too late to test anything"

@@ -82,9 +82,11 @@ def test_smoke_study_on_slurm_equals_local(slurm_cluster, request, tmp_path):
     local_dir, _ = request.getfixturevalue("smoke_local")
     runs = pd.read_csv(tmp_path / "results" / "tables" / "runs.csv")
     jobs = slurm_job_ids(res.stdout + res.stderr)
-    # every training run and every run's Wasserstein sensitivity, the corpus, the screen and the
-    # round-trip inspection were SLURM jobs
-    assert len(set(jobs)) == 2 * len(runs) + 3
+    # every training group (with its runs' Wasserstein sensitivity), the corpus, the screen and the
+    # round-trip inspection were SLURM jobs; each run's provenance names its group
+    groups = {json.loads((run / "provenance.json").read_text())["segments"][-1]["group"]["name"]
+              for run in (tmp_path / "results" / "runs").iterdir()}
+    assert len(set(jobs)) == len(groups) + 3 and 1 < len(groups) < len(runs)
     for t in TABLES:
         assert (tmp_path / "results" / "tables" / t).read_bytes() == \
             (local_dir / "results" / "tables" / t).read_bytes(), t
