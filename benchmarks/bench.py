@@ -197,11 +197,20 @@ def machine() -> str:
             if not torch.cuda.is_available() else f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
 
 
+def kept(results: Path) -> dict | None:
+    """A section's kept measurements (benchmarks/*.json), or None where it was never measured."""
+    return json.loads(results.read_text()) if results.exists() else None
+
+
+def not_measured(results: Path, how: str) -> list[str]:
+    """What a section says instead of numbers: which file is missing and how to make it."""
+    return [f"Not measured: no `benchmarks/{results.name}` ({how})."]
+
+
 def gpu_section(results: Path) -> list[str]:
     """The GPU table from the JSON that `python benchmarks/gpu.py` writes on a GPU machine."""
-    if not results.exists():
-        return ["Not measured: no `benchmarks/gpu_results.json` (run `python benchmarks/gpu.py` on a GPU)."]
-    r = json.loads(results.read_text())
+    if (r := kept(results)) is None:
+        return not_measured(results, "run `python benchmarks/gpu.py` on a GPU")
     lines = [f"Measured by `python benchmarks/gpu.py` (results: `benchmarks/gpu_results.json`) on one "
              f"{r['device']}, torch {r['torch']}. GPT-2-small shape: 12 blocks x 768, 12 heads, context 1024,",
              "vocab 50304, no biases, batch 16 x 1024 tokens, deterministic algorithms on (the default);",
@@ -238,9 +247,8 @@ def gpu_section(results: Path) -> list[str]:
 
 def default_shape_section(results: Path) -> list[str]:
     """The step at the default study's shape, from benchmarks/default_shape.json."""
-    if not results.exists():
-        return ["Not measured: no `benchmarks/default_shape.json` (run `python benchmarks/default_shape.py`)."]
-    r = json.loads(results.read_text())
+    if (r := kept(results)) is None:
+        return not_measured(results, "run `python benchmarks/default_shape.py`")
 
     def ratio(values):
         return f"{statistics.median(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
@@ -260,38 +268,37 @@ def default_shape_section(results: Path) -> list[str]:
 def breakdown_section(results: Path) -> list[str]:
     """Where the default study's time goes, before and after a change measured in one sitting, from
     benchmarks/breakdown.json (benchmarks/breakdown.py)."""
-    if not results.exists():
-        return ["Not measured: no `benchmarks/breakdown.json` (run the workflow, then `python benchmarks/breakdown.py`)."]
-    kept = json.loads(results.read_text())
-    sides = [k for k in ("before", "after") if k in kept]
+    if (runs := kept(results)) is None:
+        return not_measured(results, "run the workflow, then `python benchmarks/breakdown.py`")
+    sides = [k for k in ("before", "after") if k in runs]
     lines = []
     for side in sides:
-        r = kept[side]
+        r = runs[side]
         lines.append(f"- {side}: commit {r.get('commit') or 'not recorded'}, Snakemake log `{r['log']}` "
                      f"({r['note'] or 'timed alone'}): makespan {r['makespan'] / 60:.1f} min, "
                      f"{sum(v['jobs'] for v in r['rules'].values())} jobs, {r['training']['runs']} training runs.")
     if len(sides) == 2:
-        b, a = kept["before"]["makespan"], kept["after"]["makespan"]
-        per_run = {k: kept[k]["training"]["train_s"] / kept[k]["training"]["runs"] for k in sides}
-        lines.append(f"- after / before: {a / b:.2f} of the time, {a / b * kept['before']['training']['runs'] / kept['after']['training']['runs']:.2f} "
+        b, a = runs["before"]["makespan"], runs["after"]["makespan"]
+        per_run = {k: runs[k]["training"]["train_s"] / runs[k]["training"]["runs"] for k in sides}
+        lines.append(f"- after / before: {a / b:.2f} of the time, {a / b * runs['before']['training']['runs'] / runs['after']['training']['runs']:.2f} "
                      f"of the time per training run; the training steps of a run (its own timer) {per_run['before']:.1f} s "
                      f"-> {per_run['after']:.1f} s, {per_run['after'] / per_run['before']:.2f}.")
     lines += ["", "The jobs' wall seconds per rule (two jobs run at once on 2 cores, so they add up to about twice "
               "the makespan; a training group's job counts under `train`):", "",
               "| rule | " + " | ".join(f"jobs ({s}) | job seconds ({s}) | share ({s})" for s in sides) + " |",
               "| --- |" + " --- | --- | --- |" * len(sides)]
-    totals = {s: sum(v["seconds"] for v in kept[s]["rules"].values()) for s in sides}
-    names = sorted({n for s in sides for n in kept[s]["rules"]},
-                   key=lambda n: (-max(kept[s]["rules"].get(n, {"seconds": 0})["seconds"] for s in sides), n))
+    totals = {s: sum(v["seconds"] for v in runs[s]["rules"].values()) for s in sides}
+    names = sorted({n for s in sides for n in runs[s]["rules"]},
+                   key=lambda n: (-max(runs[s]["rules"].get(n, {"seconds": 0})["seconds"] for s in sides), n))
     for name in names:
         cells = []
         for s in sides:
-            v = kept[s]["rules"].get(name)
+            v = runs[s]["rules"].get(name)
             cells.append(f"{v['jobs']} | {v['seconds']:.0f} | {100 * v['seconds'] / totals[s]:.1f}%" if v else "- | - | -")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     for s in sides:
-        r = kept[s]
+        r = runs[s]
         t, jobs = r["training"], sum(v["jobs"] for v in r["rules"].values())
         lines.append(f"{s.capitalize()}: inside the {t['runs']} training runs (their own timers, summary.json; a "
                      f"group's step shared equally among its runs): training steps {t['train_s']:.0f} s, evaluation "
@@ -304,9 +311,8 @@ def breakdown_section(results: Path) -> list[str]:
 
 def groups_section(results: Path) -> list[str]:
     """Training groups against separate runs, from benchmarks/groups.json (benchmarks/groups.py)."""
-    if not results.exists():
-        return ["Not measured: no `benchmarks/groups.json` (run `python benchmarks/groups.py`)."]
-    r = json.loads(results.read_text())
+    if (r := kept(results)) is None:
+        return not_measured(results, "run `python benchmarks/groups.py`")
     sizes = list(r["rows"][0]["ratios"])
     lines = [f"Measured by `python benchmarks/groups.py` (torch {r['torch']}, {r['cpu']}, {r['machine']}): width 32, "
              f"4 heads, context 32, batch 16, 1 thread; one step of a training group of N runs (stacked forward and "
@@ -334,9 +340,8 @@ GROUP_TARGET = 0.55  # issue 31: a group of 8 at 16 blocks, per run-step, agains
 
 def inspect_section(results: Path) -> list[str]:
     """The table of `lnstab inspect` at GPT-2's shapes, from benchmarks/inspect_results.json."""
-    if not results.exists():
-        return ["Not measured: no `benchmarks/inspect_results.json` (run `python benchmarks/inspect_bench.py`)."]
-    r = json.loads(results.read_text())
+    if (r := kept(results)) is None:
+        return not_measured(results, "run `python benchmarks/inspect_bench.py`")
     lines = [f"Measured by `python benchmarks/inspect_bench.py` ({r['machine']}): `lnstab inspect` on a randomly "
              "initialised GPT-2 checkpoint of each shape (saved by transformers' `save_pretrained`; no download), "
              "in a fresh process: loading, one forward and backward pass of the language-model loss with every "
