@@ -24,6 +24,11 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    # the SLURM profile submits every job with sbatch: without it, say so once (not once per job)
+    check_executor_commands(workflow)
+
+
 wildcard_constraints:
     run="[^/]+",  # run ids never contain a slash; the rule looks each one up in RUNS
 

@@ -45,7 +45,6 @@ def check_forward(model, idx):
         model(idx, hidden=hidden)
     fb = forward_bounds(model, hidden[0])
     rtol = roundoff_allowance(len(hidden) - 1, model.cfg.d_model, idx.shape[1])
-    worst = 0.0
     for k, h in enumerate(hidden):
         m = moments(h)
         for q in FORWARD_QUANTITIES:

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lnstab.config import NORMS, PLACEMENTS, ModelConfig
 from lnstab.model import GPT

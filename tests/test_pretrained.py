@@ -11,7 +11,6 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from conftest import ROOT  # noqa: E402
 from lnstab.config import ConfigError, load_config  # noqa: E402
 from lnstab.model import GPT  # noqa: E402
 from lnstab.pretrained import from_gpt2, load_checkpoint, to_gpt2  # noqa: E402

@@ -2,7 +2,11 @@
 end to end (every declared output, a diverged run that does not stop the DAG, claims verdicts,
 byte-stable tables and figures, the HTML report)."""
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -39,15 +43,30 @@ def test_bad_config_fails_at_parse_time_naming_the_key(tmp_path, change, key):
 
 
 @pytest.mark.parametrize("study", ["smoke", "extended", "tuning", "gpu", "paper", "paper_xl"])
-def test_every_study_builds_its_dag_without_data(study):
-    """A --configfile inherits config/config.yaml's keys: each study's DAG still builds (a cluster
-    user sees it before staging data), and one without its data says which are missing."""
+def test_every_study_builds_its_dag_or_names_its_missing_corpus(study):
+    """A --configfile inherits config/config.yaml's keys: each study's DAG builds; one whose corpus
+    is not here (the paper studies before their data are staged: `lnstab plan` shows their jobs)
+    stops at parse with one line naming the key and the pattern, and writes nothing."""
+    cfg = yaml.safe_load((ROOT / "config" / f"{study}.yaml").read_text())
+    sources = ROOT / cfg["results"] / "data" / "sources.json"
+    before = sources.read_bytes() if sources.exists() else None
     res = snakemake("all", "-n", "--configfile", f"config/{study}.yaml")
-    assert res.returncode == 0, res.stderr[-3000:]
-    data = yaml.safe_load((ROOT / "config" / f"{study}.yaml").read_text()).get("base", {}).get("data", {})
-    for pattern in data.get("paths", []):
-        if not list(ROOT.glob(pattern)):
-            assert f"no file matches {pattern!r}" in res.stdout + res.stderr
+    missing = [p for p in cfg.get("base", {}).get("data", {}).get("paths", []) if not list(ROOT.glob(p))]
+    if not missing:
+        assert res.returncode == 0, res.stderr[-3000:]
+        return
+    assert res.returncode != 0 and "Traceback" not in res.stdout + res.stderr
+    assert f"config error: data.paths: no file matches {missing[0]!r}" in res.stdout + res.stderr
+    assert (sources.read_bytes() if sources.exists() else None) == before
+
+
+def test_a_missing_corpus_file_stops_the_parse_before_anything_is_written(tmp_path):
+    absent = tmp_path / "corpus" / "absent.txt"
+    res = snakemake("-n", "--configfile", str(smoke_config(tmp_path, base={"data": {"source": "text",
+                                                                                    "paths": [str(absent)]}})))
+    assert res.returncode != 0 and "Traceback" not in res.stdout + res.stderr
+    assert f"config error: data.paths: no such corpus file: {absent}" in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def test_one_corpus_file_given_as_a_string_builds_its_dag(tmp_path):
@@ -122,6 +141,24 @@ def test_profiles():
     assert slurm["executor"] == "slurm"
     # one source of truth for the training jobs' resources: the study config, never the profile
     assert "set-resources" not in slurm and "set-threads" not in slurm
+
+
+def test_the_slurm_profile_without_sbatch_stops_once_with_one_line(tmp_path):
+    """On a machine without SLURM's client tools the profile stops before the first job, naming
+    sbatch (not once per job, naming sacct)."""
+    bin_dir = tmp_path / "bin"  # a PATH with the basic tools but no SLURM command
+    bin_dir.mkdir()
+    for tool in ("which", "bash", "sh", "env", "uname", "cat", "ls", "mkdir", "rm", "git", "nproc"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{bin_dir}"}
+    res = subprocess.run([sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm",
+                          "--configfile", str(smoke_config(tmp_path))], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "Traceback" not in out, out[-3000:]
+    assert out.count("needs SLURM's sbatch on PATH") == 1 and "sacct" not in out
+    assert not (tmp_path / "results" / "runs").exists()  # no job ran
 
 
 @pytest.mark.parametrize("profile", ["profiles/default", "profiles/slurm"])
@@ -202,8 +239,6 @@ def test_smoke_workflow_end_to_end(smoke_local):
         assert (figures / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
         assert (figures / f"{fig}.pdf").read_bytes()[:4] == b"%PDF"
     # the round trip: a Pre-LN run exported to transformers' GPT-2 and inspected equals its final probe
-    import json
-
     (export,) = (results / "inspect").glob("export-*")
     record = json.loads((export / "roundtrip.json").read_text())
     assert record["probes"]["missing"] == 0 and record["probes"]["max_abs_diff"] == 0.0

@@ -92,11 +92,12 @@ def record_sources(data: dict, path: str | Path) -> Path:
         cache = json.loads(cache_path.read_text())
     except (OSError, ValueError):
         cache = {}
-    try:
-        files = source_files(data)
-    except Exception as e:  # a missing package or pattern: the corpus stage reports it
-        files, cache = [], {}
-        print(f"corpus sources: {e}", file=sys.stderr)
+    files = source_files(data)  # a missing package or pattern: ConfigError, nothing written
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:  # stopped at parse, before sources.json (and through it every run) is rewritten
+        key = "data.paths" if data.get("source") == "text" else "data.dir"
+        raise ConfigError(f"{key}: no such corpus file: {', '.join(missing[:3])}"
+                          + (f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""))
     record = {"source": data.get("source", "shakespeare"), "files": source_digests(files, cache)}
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     if not path.exists() or path.read_text() != text:

@@ -83,8 +83,27 @@ try:
     # none asked for, or none of this grid's runs matched (a note said so)
     if ROUNDTRIP is None:
         config["inspect"]["roundtrip"] = None
+    # the corpus by content: the sha256 of every source file, rewritten only when one changes, is
+    # the corpus stage's input (never modification times: cp -p or a restore keeps old ones); a
+    # missing file stops the parse here, before anything is written
+    CORPUS_SOURCES = str(
+        record_sources(BASE.get("data", {}), f"{RESULTS}/data/sources.json")
+    )
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}") from None
+
+
+def check_executor_commands(workflow):
+    """Stop before the first job when the executor's submit command is missing (the SLURM
+    profile on a machine without SLURM's client tools)."""
+    import shutil
+
+    plugin = getattr(workflow.executor_plugin, "name", None)
+    if plugin == "slurm" and shutil.which("sbatch") is None:
+        raise WorkflowError(
+            "the SLURM profile (executor: slurm) needs SLURM's sbatch on PATH, and there is none "
+            "here: run on the cluster's login node, or leave out --workflow-profile profiles/slurm"
+        )
 
 
 def group_resources(runs):
@@ -94,11 +113,6 @@ def group_resources(runs):
 
 
 RUN_DIR = f"{RESULTS}/runs/{{run}}"
-# the corpus by content: the sha256 of every source file, rewritten only when one changes, is the
-# corpus stage's input (never the files' modification times: cp -p or a restore keeps old ones)
-CORPUS_SOURCES = str(
-    record_sources(BASE.get("data", {}), f"{RESULTS}/data/sources.json")
-)
 LOGS = f"{RESULTS}/logs"
 CONDA_ENV = "../../envs/environment.yaml"
 

@@ -47,7 +47,7 @@ def gpt2_key_map(n_layer: int) -> dict[str, tuple[str, bool]]:
     return keys
 
 
-def gpt2_from_tensors(hf_config, tensors) -> "GPT":
+def gpt2_from_tensors(hf_config, tensors):
     """lnstab's GPT of a GPT-2 config with the weights of ``tensors``, pairs (transformers' key,
     tensor) taken one at a time: the model is built without memory (meta device) and each weight
     moved in as it comes, so loading holds one copy of the weights and one tensor more. Keys with
