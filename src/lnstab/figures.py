@@ -2,6 +2,8 @@
 
 One drawing function, ``panel_grid``, serves every figure of the kind "a quantity against an
 axis, one line per variant, facets"; ``plot_losses`` adds the corpus baselines and smoothing.
+Both are seaborn: a FacetGrid for the facets, shared axes and reference lines, and one lineplot
+per variant (``variant_lines``) for the mean over seeds and its band.
 A *variant* is a placement with what the grid varies within it (``pre wd=0``, ``peri dt=0.1``).
 Each placement has one colour-blind-safe hue (Okabe-Ito); variants of one placement differ by
 shade and marker, fixed for the whole study (a variant looks the same in every figure). Means over
@@ -158,62 +160,91 @@ def variant_styles(variants) -> dict[str, tuple[str, str]]:
 LINESTYLES = {"learned": "-", "not learned": ":", "instability demo": "-."}
 
 
+def seed_range(values) -> tuple[float, float]:
+    """The band around a mean over seeds: from the smallest seed to the largest (a +-std band is
+    meaningless on a log axis and a confidence interval of 3 seeds says little)."""
+    return values.min(), values.max()
+
+
+def variant_lines(data: pd.DataFrame, x: str, y: str = "value", styles: dict | None = None, markers=True,
+                  markers_only=False, band=True, ax=None, **line_kws) -> None:
+    """One line per (variant, kind) of ``data`` on ``ax``, through seaborn's lineplot: the mean over
+    seeds at each ``x`` (seaborn aggregates in the axis's scale, so on a log axis it is the
+    geometric mean and the line sits inside its band), with the seeds' range as a band (as bars
+    with ``markers_only``). Each line is labelled with its variant (and its kind when that is not
+    "learned"), in the variant's study-wide colour and marker."""
+    import seaborn as sns
+
+    ax = ax or pyplot().gca()
+    data = data.dropna(subset=[y])
+    if ax.get_yscale() == "log":  # a non-positive value has no place on a log axis
+        data = data[data[y] > 0]
+    styles = styles or styles_of(data)
+    for (variant, kind), g in data.groupby(["variant", "kind"], sort=True):
+        color, marker = styles[variant]
+        before = len(ax.lines)
+        sns.lineplot(data=g, x=x, y=y, estimator="mean", errorbar=seed_range if band else None,
+                     err_style="bars" if markers_only else "band",
+                     err_kws={"linewidth": 1.0} if markers_only else {"alpha": 0.15, "linewidth": 0},
+                     color=color, marker=marker if markers else None, markersize=3.5, markeredgewidth=1.0, markeredgecolor=color,
+                     linestyle="none" if markers_only else LINESTYLES[kind], legend=False, ax=ax, **line_kws)
+        ax.lines[before].set_label(variant if kind == "learned" else f"{variant} ({kind})")
+
+
 # -- one function for every "quantity against an axis" figure -------------------------------
 def panel_grid(df: pd.DataFrame, x: str, row: str | None, col: str, row_labels: dict, col_title,
                xlabel: str, bound: str | None = None, logy=True, sharey="row", title: str = "",
                markers_only=False, hlines: dict | None = None, panel_w=3.0, panel_h=2.3, col_order=None,
                logx=False, bound_label="dashed: the run's proven bound", integer_x=True, xticks=None):
-    """Facets row x col of ``value`` against ``x``, one line per variant (mean over seeds, geometric
-    on a log axis, band from the smallest to the largest seed); ``bound`` (a column) dashed in the variant's colour,
-    and the variant's legend entry shows both lines; ``hlines`` {label: y} grey reference lines
-    in every panel."""
+    """Facets row x col (seaborn's FacetGrid) of ``value`` against ``x``, one line per variant
+    (variant_lines); ``bound`` (a column) dashed in the variant's colour, and the variant's legend
+    entry shows both lines; ``hlines`` {label: y} grey reference lines in every panel."""
+    import seaborn as sns
+
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     rows = list(row_labels) if row else [None]
     cols = col_order or sorted(df[col].unique(), reverse=True)
     styles = styles_of(df)
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(paper_width(panel_w, len(cols)), panel_h * len(rows) + 0.9),
-                             squeeze=False, sharex=True, sharey=sharey, layout="constrained")
+    grid = sns.FacetGrid(df, row=row, col=col, row_order=rows if row else None, col_order=cols, sharex=True,
+                         sharey=sharey, height=panel_h, aspect=panel_w / panel_h, despine=False)
+    if logy:  # before drawing: seaborn then averages the seeds in log space
+        grid.set(yscale="log")
+    if logx:
+        grid.set(xscale="log")
     bounds_of = {}  # legend label -> its dashed bound line
+
+    def draw(data, color=None):  # FacetGrid passes each facet's rows (and a colour, unused)
+        ax = plt.gca()
+        variant_lines(data, x, styles=styles, markers_only=markers_only, ax=ax)
+        if bound is not None:
+            for (variant, kind), g in data.dropna(subset=[bound]).groupby(["variant", "kind"], sort=True):
+                b = g.groupby(x)[bound].mean()
+                (line,) = ax.plot(b.index, b.values, "--", color=styles[variant][0], linewidth=1.0)
+                bounds_of[variant if kind == "learned" else f"{variant} ({kind})"] = line
+
+    grid.map_dataframe(draw)
+    for name, y in (hlines or {}).items():
+        grid.refline(y=y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
+    axes = grid.axes
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i, j]
-            sub = df[(df[col] == c) & ((df[row] == r) if row else True)]
-            for (variant, kind), g in sub.groupby(["variant", "kind"], sort=True):
-                color, marker = styles[variant]
-                stats = g.groupby(x)["value"].agg(["mean", "min", "max"]).sort_index()
-                if logy:  # on a log axis the mean over seeds is geometric: the line sits inside its band
-                    positive = g[g["value"] > 0]
-                    stats["mean"] = np.exp(np.log(positive["value"]).groupby(positive[x]).mean()).reindex(stats.index)
-                label = variant if kind == "learned" else f"{variant} ({kind})"
-                ls = "none" if markers_only else LINESTYLES[kind]
-                ax.plot(stats.index, stats["mean"], linestyle=ls, marker=marker, markersize=3.5,
-                        color=color, label=label)
-                if markers_only:
-                    ax.vlines(stats.index, stats["min"], stats["max"], color=color, linewidth=1.0)
-                elif (stats["max"] > stats["min"]).any():  # the seeds' range (a +-std band is meaningless on log axes)
-                    ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, linewidth=0)
-                if bound is not None and g[bound].notna().any():
-                    b = g.groupby(x)[bound].mean()
-                    (bounds_of[label],) = ax.plot(b.index, b.values, "--", color=color, linewidth=1.0)
-            for name, y in (hlines or {}).items():
-                ax.axhline(y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
-            if logy:
-                ax.set_yscale("log")
-            if logx:
-                ax.set_xscale("log")
-                if xticks is not None:  # the values drawn, labelled as numbers (a log axis labels decades only)
-                    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+            if logx and xticks is not None:  # the values drawn, labelled as numbers (a log axis labels decades only)
+                from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-                    ax.xaxis.set_major_locator(FixedLocator(list(xticks)))
-                    ax.xaxis.set_major_formatter(ScalarFormatter())
-                    ax.xaxis.set_minor_locator(NullLocator())
-            elif integer_x:
+                ax.xaxis.set_major_locator(FixedLocator(list(xticks)))
+                ax.xaxis.set_major_formatter(ScalarFormatter())
+                ax.xaxis.set_minor_locator(NullLocator())
+            elif not logx and integer_x:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layer indices and steps
             ax.set_title(col_title(c) if i == 0 else "")
             ax.set_xlabel(xlabel if i == len(rows) - 1 else "")
             ax.set_ylabel(row_labels[r] if j == 0 and row else (row_labels.get(None, "") if j == 0 else ""))
+    fig = grid.figure
+    fig.set_size_inches(paper_width(panel_w, len(cols)), panel_h * len(rows) + 0.9)
+    fig.set_layout_engine("constrained")  # after FacetGrid's tight layout: the legend goes outside, below
     extra = {bound_label: "--"} if bounds_of else {}
     extra.update({name: (0, (4, 2)) if "bigram" in name else ":" for name in hlines or {}})
     finish(fig, axes, title, extra, bounds_of)
@@ -376,36 +407,43 @@ def figure_backward(probes: pd.DataFrame, runs: pd.DataFrame):
 
 def plot_losses(metrics: pd.DataFrame, baselines: pd.DataFrame, unit: str, smooth: int = 25):
     """Validation loss (markers, mean over seeds, band: the seeds' range) and training loss (line,
-    moving average over ``smooth`` steps) against step, facets depth x dt, shared y, with the
-    corpus's unigram and bigram baselines."""
+    mean over seeds, moving average over ``smooth`` steps) against step, facets depth x dt (seaborn's
+    FacetGrid), shared y, with the corpus's unigram and bigram baselines."""
+    import seaborn as sns
+
     plt = pyplot()
     depths, dts = sorted(metrics["n_layer"].unique()), sorted(metrics["dt"].unique(), reverse=True)
     styles = styles_of(metrics)
-    fig, axes = plt.subplots(len(depths), len(dts), figsize=(paper_width(3.2, len(dts)), 2.3 * len(depths) + 0.9),
-                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    keys = ["n_layer", "dt", "variant", "kind"]
+    train = metrics.groupby(keys + ["step"])["train_loss"].mean().reset_index()
+    train["train_loss"] = train["train_loss"].where(np.isfinite(train["train_loss"]))
+    train["train_loss"] = train.groupby(keys)["train_loss"].transform(lambda v: v.rolling(smooth, min_periods=1).mean())
+    grid = sns.FacetGrid(metrics, row="n_layer", col="dt", row_order=depths, col_order=dts, sharex=True, sharey=True,
+                         height=2.3, aspect=3.2 / 2.3, despine=False)
+
+    def draw(data, color=None):  # FacetGrid passes each facet's rows (and a colour, unused)
+        ax = plt.gca()
+        here = train[(train["n_layer"] == data["n_layer"].iloc[0]) & (train["dt"] == data["dt"].iloc[0])]
+        variant_lines(here, "step", "train_loss", styles, markers=False, band=False, ax=ax, linewidth=0.9, alpha=0.6)
+        for line in ax.lines:  # the validation lines carry the legend
+            line.set_label("_" + line.get_label())
+        variant_lines(data, "step", "val_loss", styles, ax=ax, linewidth=1.0)
+
+    grid.map_dataframe(draw)
     base = {f"unigram baseline {baselines['unigram_nats'].iloc[0]:.2f}": baselines["unigram_nats"].iloc[0],
             f"bigram baseline {baselines['bigram_nats'].iloc[0]:.2f}": baselines["bigram_nats"].iloc[0]}
+    for name, y in base.items():
+        grid.refline(y=y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
+    axes = grid.axes
     for i, depth in enumerate(depths):
         for j, dt in enumerate(dts):
-            ax = axes[i, j]
-            sub = metrics[(metrics["n_layer"] == depth) & (metrics["dt"] == dt)]
-            for (variant, kind), g in sub.groupby(["variant", "kind"], sort=True):
-                color, marker = styles[variant]
-                tr = g.groupby("step")["train_loss"].mean()
-                tr = tr.where(np.isfinite(tr)).rolling(smooth, min_periods=1).mean()
-                label = variant if kind == "learned" else f"{variant} ({kind})"
-                ax.plot(tr.index, tr.values, color=color, linewidth=0.9, alpha=0.6, linestyle=LINESTYLES[kind])
-                va = g.dropna(subset=["val_loss"]).groupby("step")["val_loss"].agg(["mean", "min", "max"])
-                ax.plot(va.index, va["mean"], marker=marker, color=color, markersize=3.5, linestyle=LINESTYLES[kind],
-                        linewidth=1.0, label=label)
-                if (va["max"] > va["min"]).any():  # the seeds' range of the validation loss
-                    ax.fill_between(va.index, va["min"], va["max"], color=color, alpha=0.15, linewidth=0)
-            for name, y in base.items():
-                ax.axhline(y, color="0.4", linewidth=0.8, linestyle=(0, (4, 2)) if "bigram" in name else ":")
-            ax.set_title(f"L = {depth}, dt = {dt:g}")
-            ax.set_xlabel("training step" if i == len(depths) - 1 else "")
-            ax.set_ylabel(f"loss ({unit})" if j == 0 else "")
+            axes[i, j].set_title(f"L = {depth}, dt = {dt:g}")
+            axes[i, j].set_xlabel("training step" if i == len(depths) - 1 else "")
+            axes[i, j].set_ylabel(f"loss ({unit})" if j == 0 else "")
     axes[0, 0].set_ylim(top=baselines["unigram_nats"].iloc[0] * 1.15)
+    fig = grid.figure
+    fig.set_size_inches(paper_width(3.2, len(dts)), 2.3 * len(depths) + 0.9)
+    fig.set_layout_engine("constrained")  # after FacetGrid's tight layout: the legend goes outside, below
     finish(fig, axes, f"Validation loss (markers) and training loss (line, {smooth}-step average)",
            {name: (0, (4, 2)) if "bigram" in name else ":" for name in base})
     return fig
