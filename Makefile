@@ -17,7 +17,8 @@ $(VENV)/.installed: envs/requirements.lock pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-# envs/requirements.lock anew from the ranges of envs/requirements.txt (and the --no-deps packages)
+# envs/requirements.lock anew from the ranges of envs/requirements.txt (and the --no-deps packages),
+# each pin with its file's sha256
 lock:
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
 	build/lock-venv/bin/pip install -q --upgrade pip
@@ -25,6 +26,7 @@ lock:
 	build/lock-venv/bin/pip install -q --no-deps -r envs/requirements-nodeps.txt
 	{ sed -n '1,/^# Byte-identical/p' envs/requirements.lock; \
 	  build/lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip=='; } > envs/requirements.lock.new
+	build/lock-venv/bin/python scripts/lock_hashes.py envs/requirements.lock.new
 	mv envs/requirements.lock.new envs/requirements.lock && rm -rf build/lock-venv
 
 workflow: setup

@@ -120,11 +120,15 @@ def test_the_lock_pins_every_requirement_within_its_range():
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    lock = {}
+    lock, hashed = {}, set()
     for line in (ROOT / "envs" / "requirements.lock").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, version = line.split("==")
-            lock[canonicalize_name(name)] = version
+        if line.startswith("    --hash=sha256:") and len(line.split(":")[1].rstrip(" \\")) == 64:
+            hashed.add(name)
+        elif line and not line.startswith("#"):
+            name, version = line.rstrip(" \\").split("==")
+            name = canonicalize_name(name)
+            lock[name] = version
+    assert hashed == set(lock), f"pins without a sha256: {sorted(set(lock) - hashed)}"
     for path in ("requirements.txt", "requirements-nodeps.txt"):
         for line in (ROOT / "envs" / path).read_text().splitlines():
             if line.strip() and not line.startswith("#"):
