@@ -277,7 +277,8 @@ def plan(args) -> int:
         print(f"lnstab plan: {args.study}: {e.strerror}", file=sys.stderr)
         return 2
     except (ValueError, KeyError) as e:  # ConfigError is a ValueError
-        print(f"lnstab plan: {args.study}: {e}", file=sys.stderr)
+        where = "" if str(e).startswith(f"{args.study}:") else f"{args.study}: "  # a YAML error names it
+        print(f"lnstab plan: {where}{e}", file=sys.stderr)
         return 2
     print(render(table, study, args.gpu, args.gpu_memory, args.mfu), end="")
     if args.csv:
