@@ -500,7 +500,14 @@ def figure_screen(screen_sublayers: pd.DataFrame, screen_verdicts: pd.DataFrame)
                                value_vars=["mean_norm", "branch_norm_max", "adjoint_over_top"], var_name="row")
     df = df[(df["row"] != "branch_norm_max") | (df["sublayer"] > 0)]
     df.loc[df["row"] != "branch_norm_max", "slope_bound"] = np.nan
+    # the references in their placement's colour; the candidate, whatever its placement, black
+    # with diamonds, so that it never shares a hue or a marker with a reference
+    role = screen_verdicts.groupby("architecture")["role"].first()
+    style = {a: ("#000000", "D") if role[a] == "candidate" else (PLACEMENT_COLORS.get(a.split("+")[0], "#7F7F7F"), "o")
+             for a in label}
     df = df.assign(variant=df["architecture"].map(lambda a: label[a].replace("+", " ", 1)),
+                   color=df["architecture"].map(lambda a: style[a][0]),
+                   marker=df["architecture"].map(lambda a: style[a][1]),
                    kind=np.where((df["state"] == "trained") & ~df["architecture"].map(learned), "not learned",
                                  "learned"))
     return panel_grid(df, "sublayer", "row", "state",
