@@ -253,3 +253,28 @@ def test_instability_demonstrations_have_facets_of_their_own(monkeypatch):
         assert all(len(k) <= 1 for k in kinds), (name, kinds)
         assert any(k == {"demo"} for k in kinds) and any(k == {"study"} for k in kinds), (name, kinds)
         pyplot().close(fig)
+
+
+def test_the_screened_candidate_shares_no_colour_or_marker_with_a_reference(monkeypatch):
+    """Figure 7 from the committed screen tables: the candidate's lines differ from every
+    reference's in colour and in marker (whatever placement the candidate uses)."""
+    import matplotlib.colors as mcolors
+
+    from lnstab.figures import FIGURES, use_style
+    from lnstab.io import read_table
+    from lnstab.tables import data_file
+
+    monkeypatch.chdir(ROOT)
+    use_style(None)
+    fn, inputs = FIGURES["fig7_screen"]
+    fig = fn(**{t: read_table(ROOT / "results" / "tables" / data_file(t)) for t in inputs})
+    styles = {"candidate": set(), "reference": set()}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            for role in styles:
+                if f"({role})" in line.get_label():
+                    styles[role].add((mcolors.to_hex(line.get_color()), line.get_marker()))
+    pyplot().close(fig)
+    assert styles["candidate"] and styles["reference"], styles
+    colours, markers = ({s[i] for s in styles["reference"]} for i in (0, 1))
+    assert all(c not in colours and m not in markers for c, m in styles["candidate"]), styles
