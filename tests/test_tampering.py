@@ -1,6 +1,7 @@
 """Nothing stale, forged or lost: the adversarial review of runs, checkpoints and tables (issue
 21), one test per finding, each with inputs of its own: content changed under an old time, hand
 edits, deleted run files, damaged and planted checkpoints, links, resumes by other code."""
+import hashlib
 import json
 import os
 import pickle
@@ -329,6 +330,20 @@ def test_check_manifest_input_is_checked(tmp_path, content, needle):
     if content is not None:
         manifest.write_text(content)
     _one_line_exit_2(cli("check-manifest", str(manifest)), needle)
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir])
+def test_a_manifest_entry_that_is_no_regular_file_is_named_without_reading_it(tmp_path, make):
+    """A FIFO listed in a manifest hung check-manifest (it was opened to be hashed); a folder was a
+    traceback: each is named as not a regular file, the manifest MISMATCH (exit 1), in seconds."""
+    (tmp_path / "a.csv").write_text("x\n")
+    make(tmp_path / "odd")
+    digest = hashlib.sha256(b"x\n").hexdigest()
+    manifest = tmp_path / "manifest.sha256"
+    manifest.write_text(f"{digest}  a.csv\n{digest}  odd\n")
+    res = cli("check-manifest", str(manifest), cwd=tmp_path, timeout=60)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "odd: listed in the manifest but not a regular file" in res.stdout + res.stderr
 
 
 BLOCKS = '''
