@@ -79,7 +79,7 @@ class Claim:
 
 
 CLAIMS: dict[str, Claim] = {}
-EXTENDED = "config/extended.yaml (8-48 blocks, 1,000 steps, 3 seeds, about two hours on 2 cores)"
+EXTENDED = "config/extended.yaml (8-48 blocks, 1,000 steps, 3 seeds, about 45 minutes on 2 cores)"
 GPU = "config/gpu.yaml (48 blocks of width 512, on one GPU)"
 PAPER = "config/paper.yaml (GPT-2 scale, GPU-hours: docs/plans/paper.md)"
 TUNING = ("config/tuning.yaml (every placement at the same 24 trials per depth: 6 learning rates from 1e-3 to 4e-2 "
