@@ -311,6 +311,20 @@ def test_plan_checks_a_studys_resources(tmp_path, train_resources, needle):
     _one_line_exit_2(cli("plan", str(path)), "empty")
 
 
+@pytest.mark.parametrize("study, needle", [
+    ("sweeps: 5", "sweeps: expected a non-empty list"),
+    ("sweeps: []", "sweeps: expected a non-empty list"),
+    ("sweeps: [5]", "sweeps[0]: expected a mapping"),
+    ("sweeps: [{placement: pre}]", "sweeps[0].placement: expected a non-empty list"),
+    ("sweeps: [{placement: [pre]}]\nbase: 5", "base: expected a mapping"),
+    ("sweeps: [{placement: [pre]}]\nbase: {model: 5}", "base.model: expected a mapping"),
+])
+def test_plan_names_the_part_of_a_study_that_is_not_shaped_like_one(tmp_path, study, needle):
+    path = tmp_path / "study.yaml"
+    path.write_text(study + "\n")
+    _one_line_exit_2(cli("plan", str(path)), needle)
+
+
 def test_plan_covers_every_placement(tmp_path):
     from lnstab.config import PLACEMENTS
 

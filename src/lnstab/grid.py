@@ -46,7 +46,12 @@ def expand(sweeps: list[dict], base: dict | None = None) -> dict[str, dict]:
     """{run_id: grid params} for every run of the sweeps, in a stable order."""
     defaults = load_config(base=base or {})
     runs, where = {}, {}  # run id -> params, and the first sweep that made it
+    if not isinstance(sweeps, list) or not sweeps:
+        raise ConfigError(f"sweeps: expected a non-empty list of sweeps such as [{{placement: [pre], n_layer: [4]}}], "
+                          f"got {sweeps!r}")
     for i, sweep in enumerate(sweeps):
+        if not isinstance(sweep, dict):
+            raise ConfigError(f"sweeps[{i}]: expected a mapping of grid keys to lists, got {sweep!r}")
         sweep = dict(sweep)
         role = "instability_demo" if sweep.pop("demo", None) else "study"
         unknown = set(sweep) - set(GRID_KEYS)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from .config import ConfigError, RunConfig, check_batch_split
+from .config import ConfigError, RunConfig, check_batch_split, load_config
 from .grid import expand, run_config
 from .groups import group_size, plan_groups
 from .hardware import PEAK_TFLOPS
@@ -148,7 +148,6 @@ def plan_job(run: str, cfg: RunConfig, processes: int, runtime_min: float, gpu_m
 def corpus_vocabulary(data: dict) -> int | None:
     """The vocabulary a study's corpus will have, where it is known without tokenizing it all:
     GPT-2's BPE, or the built-in corpus's characters (a second to read)."""
-    from .config import load_config
     from .data import GPT2_VOCAB, load_corpus
 
     cfg = load_config(base={"data": data}).data
@@ -171,6 +170,12 @@ def plan_study(study: dict, gpu: str = "H100", gpu_memory_gb: float = 80.0, mfu:
     if not isinstance(study, dict) or "sweeps" not in study:
         raise ValueError("not a study: a mapping with `sweeps` (and base, resources) is expected")
     base = study.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"base: expected a mapping of sections (model, train, data, probe), got {base!r}")
+    try:  # a section that is not a mapping, or a bad value: named where the study file has it
+        load_config(base=base)
+    except ConfigError as e:
+        raise ConfigError(f"base.{e}") from None
     processes, runtime = train_resources(study)
     if vocab_size is None and base.get("model", {}).get("vocab_size") is None:
         vocab_size = corpus_vocabulary(base.get("data", {}))
