@@ -120,14 +120,14 @@ def test_the_lock_pins_every_requirement_within_its_range():
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    lock, hashed = {}, set()
+    lock, hashed, pin = {}, set(), None
     for line in (ROOT / "envs" / "requirements.lock").read_text().splitlines():
         if line.startswith("    --hash=sha256:") and len(line.split(":")[1].rstrip(" \\")) == 64:
-            hashed.add(name)
+            hashed.add(pin)  # the sha256 of the pin above it
         elif line and not line.startswith("#"):
             name, version = line.rstrip(" \\").split("==")
-            name = canonicalize_name(name)
-            lock[name] = version
+            pin = canonicalize_name(name)
+            lock[pin] = version
     assert hashed == set(lock), f"pins without a sha256: {sorted(set(lock) - hashed)}"
     for path in ("requirements.txt", "requirements-nodeps.txt"):
         for line in (ROOT / "envs" / path).read_text().splitlines():
