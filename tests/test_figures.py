@@ -90,11 +90,13 @@ def test_figure_draws_from_tables(tables, name, tmp_path):
         r, g, b = mcolors.to_rgb(c)
         return colorsys.rgb_to_hsv(r, g, b)[0]
 
-    lines = [(line.get_label().split(" ")[0], line.get_color()) for ax in fig.axes for line in ax.get_lines()
-             if line.get_label().split(" ")[0] in PLACEMENT_COLORS]
-    assert {p for p, _ in lines} >= drawn
-    for p, c in lines:
-        if p != "deepnorm":  # black: no hue
+    lines = [(line.get_label().split(" ")[0], line.get_color(), line.get_label()) for ax in fig.axes
+             for line in ax.get_lines() if line.get_label().split(" ")[0] in PLACEMENT_COLORS]
+    assert {p for p, _, _ in lines} >= drawn
+    for p, c, label in lines:
+        if "(candidate)" in label:  # the screened block: black, whatever its placement
+            assert mcolors.to_hex(c) == "#000000", (label, c)
+        elif p != "deepnorm":  # black: no hue
             assert abs(hue(c) - hue(PLACEMENT_COLORS[p])) < 0.02, (p, c)
     if name == "fig1_moments":
         assert "dashed: the run's proven bound" in labels

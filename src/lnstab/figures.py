@@ -6,7 +6,8 @@ Both are seaborn: a FacetGrid for the facets, shared axes and reference lines, a
 per variant (``variant_lines``) for the mean over seeds and its band.
 A *variant* is a placement with what the grid varies within it (``pre wd=0``, ``peri dt=0.1``).
 Each placement has one colour-blind-safe hue (Okabe-Ito); variants of one placement differ by
-shade and marker, fixed for the whole study (a variant looks the same in every figure). Means over
+shade and marker, fixed for the whole study (a variant looks the same in every figure); the
+screen's candidate block is black with diamonds, apart from every reference. Means over
 seeds (geometric on log axes) are drawn with a band from the smallest to the largest seed.
 Runs that did not learn are dotted, instability demonstrations dash-dotted, both named in the legend.
 
