@@ -83,7 +83,7 @@ EXTENDED = "config/extended.yaml (8-48 blocks, 1,000 steps, 3 seeds, about 45 mi
 GPU = "config/gpu.yaml (48 blocks of width 512, on one GPU)"
 PAPER = "config/paper.yaml (GPT-2 scale, GPU-hours: docs/plans/paper.md)"
 TUNING = ("config/tuning.yaml (every placement at the same 24 trials per depth: 6 learning rates from 1e-3 to 4e-2 "
-          "x 2 last-map init scales x dt 1 and 0.1; 3 seeds; 4 and 16 blocks; about 8 hours on 2 cores)")
+          "x 2 last-map init scales x dt 1 and 0.1; 3 seeds; 4 and 16 blocks; about 1.5 hours on 2 cores)")
 DEEPER = (EXTENDED, GPU, PAPER)
 WIDER_TUNING = ("config/tuning.yaml's present grid (learning rates up to 4e-2, 4 and 16 blocks; the committed "
                 "tuning results are the previous grid's, whose best trials sit at its largest rate, 1e-2)")
