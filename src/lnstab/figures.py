@@ -187,8 +187,9 @@ def variant_lines(data: pd.DataFrame, x: str, y: str = "value", styles: dict | N
         sns.lineplot(data=g, x=x, y=y, estimator="mean", errorbar=seed_range if band else None,
                      err_style="bars" if markers_only else "band",
                      err_kws={"linewidth": 1.0} if markers_only else {"alpha": 0.15, "linewidth": 0},
-                     color=color, marker=marker if markers else None, markersize=3.5, markeredgewidth=1.0, markeredgecolor=color,
-                     linestyle="none" if markers_only else LINESTYLES[kind], legend=False, ax=ax, **line_kws)
+                     color=color, marker=marker if markers else None, markersize=3.5, markeredgewidth=1.0,
+                     markeredgecolor=color, linestyle="none" if markers_only else LINESTYLES[kind], legend=False,
+                     ax=ax, **line_kws)
         ax.lines[before].set_label(variant if kind == "learned" else f"{variant} ({kind})")
 
 
